@@ -1,0 +1,163 @@
+import { io, type Socket } from 'socket.io-client';
+import {
+  PROTOCOL_VERSION,
+  type ClientToServerEvents,
+  type Lease,
+  type ServerToClientEvents,
+} from '../../shared/protocol';
+import type { GpuHandle } from '../gpu/device';
+import type { MatmulKernel } from '../gpu/matmul-kernel';
+import { BlobFetcher } from './blob-fetcher';
+import type { WorkerEvent } from './events';
+
+type ContributorSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
+
+export interface LoopDeps {
+  serverUrl: string;
+  gpu: GpuHandle;
+  kernel: MatmulKernel;
+  agentKind: 'page' | 'agent';
+  userAgent: string;
+  loadToken(): Promise<string | undefined>;
+  saveToken(token: string): Promise<void>;
+  emit(e: WorkerEvent): void;
+}
+
+const ACK_TIMEOUT_MS = 60_000;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * The contributor's work cycle: introduce itself, ask for a lease, fetch the
+ * panels, run the kernel, send the tile back, repeat. Socket.IO reconnects by
+ * itself; every (re)connection starts with a fresh hello.
+ */
+export class ContributorLoop {
+  private socket: ContributorSocket | undefined;
+  private running = false;
+  private introduced = false;
+  private wake: (() => void) | undefined;
+  private readonly revoked = new Set<string>();
+  private readonly blobs: BlobFetcher;
+
+  constructor(private readonly deps: LoopDeps) {
+    this.blobs = new BlobFetcher(deps.serverUrl);
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.deps.emit({ type: 'state', state: 'connecting' });
+    const socket: ContributorSocket = io(this.deps.serverUrl, { reconnectionDelayMax: 10_000 });
+    this.socket = socket;
+    socket.on('connect', () => {
+      this.hello().catch((err: unknown) => this.deps.emit({ type: 'state', state: 'error', message: String(err) }));
+    });
+    socket.on('disconnect', () => {
+      this.introduced = false;
+      if (this.running) this.deps.emit({ type: 'state', state: 'connecting', message: 'connection lost; reconnecting' });
+    });
+    socket.on('work:available', () => this.wakeUp());
+    socket.on('lease:revoked', ({ shardId }) => this.revoked.add(shardId));
+    void this.run();
+  }
+
+  stop(): void {
+    this.running = false;
+    this.socket?.disconnect(); // the coordinator requeues whatever this session held
+    this.socket = undefined;
+    this.wakeUp();
+    this.deps.emit({ type: 'state', state: 'stopped' });
+  }
+
+  private wakeUp(): void {
+    const w = this.wake;
+    this.wake = undefined;
+    w?.();
+  }
+
+  private waitForWake(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(() => this.wakeUp(), ms);
+      this.wake = () => {
+        clearTimeout(t);
+        resolve();
+      };
+    });
+  }
+
+  private async hello(): Promise<void> {
+    const socket = this.socket;
+    if (!socket) return;
+    const token = await this.deps.loadToken();
+    const reply = await socket.timeout(ACK_TIMEOUT_MS).emitWithAck('hello', {
+      protocol: PROTOCOL_VERSION,
+      ...(token ? { token } : {}),
+      agent: { kind: this.deps.agentKind, userAgent: this.deps.userAgent },
+      adapter: this.deps.gpu.adapter,
+      limits: this.deps.gpu.limits,
+    });
+    if (!reply.ok) {
+      this.deps.emit({ type: 'state', state: 'error', message: `${reply.error.code}: ${reply.error.message}` });
+      return;
+    }
+    await this.deps.saveToken(reply.token);
+    this.introduced = true;
+    this.deps.emit({ type: 'identity', contributorId: reply.contributorId });
+    this.deps.emit({ type: 'state', state: 'idle' });
+    this.wakeUp();
+  }
+
+  private async run(): Promise<void> {
+    while (this.running) {
+      const socket = this.socket;
+      if (!socket?.connected || !this.introduced) {
+        await this.waitForWake(1_000);
+        continue;
+      }
+      try {
+        const reply = await socket.timeout(ACK_TIMEOUT_MS).emitWithAck('lease:request', { max: 1 });
+        if (!reply.ok) {
+          this.deps.emit({ type: 'state', state: 'error', message: reply.error.message });
+          await this.waitForWake(5_000);
+          continue;
+        }
+        if (reply.leases.length === 0) {
+          this.deps.emit({ type: 'state', state: 'idle' });
+          await this.waitForWake(reply.retryAfterMs ?? 5_000);
+          continue;
+        }
+        for (const lease of reply.leases) await this.work(socket, lease);
+      } catch (err) {
+        // Ack timeouts and dropped connections land here; the socket reconnects by itself.
+        this.deps.emit({ type: 'state', state: 'error', message: err instanceof Error ? err.message : String(err) });
+        await sleep(1_000);
+      }
+    }
+  }
+
+  private async work(socket: ContributorSocket, lease: Lease): Promise<void> {
+    this.deps.emit({ type: 'state', state: 'working' });
+    const [a, b] = await Promise.all([this.blobs.get(lease.a), this.blobs.get(lease.b)]);
+    const t0 = performance.now();
+    const c = await this.deps.kernel.run(new Float32Array(a), new Float32Array(b), lease.rows, lease.k, lease.cols);
+    const computeMs = performance.now() - t0;
+    const gflops = (2 * lease.rows * lease.cols * lease.k) / (computeMs * 1e6);
+    if (this.revoked.delete(lease.shardId)) return;
+    const reply = await socket.timeout(ACK_TIMEOUT_MS).emitWithAck('lease:result', {
+      shardId: lease.shardId,
+      leaseToken: lease.leaseToken,
+      computeMs,
+      c: c.buffer as ArrayBuffer,
+    });
+    this.deps.emit({
+      type: 'shard',
+      shardId: lease.shardId,
+      jobId: lease.jobId,
+      ok: reply.ok,
+      computeMs,
+      gflops,
+      ...(reply.ok ? {} : { message: `${reply.error.code}: ${reply.error.message}` }),
+    });
+  }
+}

@@ -1,0 +1,16 @@
+import type { AdapterInfo, DeviceLimits } from '../../shared/protocol';
+
+export type ContributorState = 'stopped' | 'connecting' | 'idle' | 'working' | 'error';
+
+export type WorkerEvent =
+  | { type: 'state'; state: ContributorState; message?: string }
+  | { type: 'identity'; contributorId: string }
+  | { type: 'shard'; shardId: string; jobId: string; ok: boolean; computeMs: number; gflops: number; message?: string };
+
+export type ProbeResult = { ok: true; adapter: AdapterInfo; limits: DeviceLimits } | { ok: false; message: string };
+
+export interface GpuWorkerApi {
+  probe(): Promise<ProbeResult>;
+  start(serverUrl: string, onEvent: (e: WorkerEvent) => void): Promise<void>;
+  stop(): Promise<void>;
+}

@@ -1,0 +1,69 @@
+/// <reference lib="webworker" />
+import * as Comlink from 'comlink';
+import shaderCode from '../../shaders/matmul-tiled.wgsl?raw';
+import { acquireGpu, type GpuHandle } from '../gpu/device';
+import { MatmulKernel } from '../gpu/matmul-kernel';
+import { loadToken, saveToken } from '../storage/identity-store';
+import { ContributorLoop } from './contributor-loop';
+import type { GpuWorkerApi, ProbeResult, WorkerEvent } from './events';
+
+/**
+ * The dedicated worker owns the GPUDevice, the compiled pipelines and the
+ * socket that carries tensors, so the page's thread never blocks on them.
+ */
+let gpu: GpuHandle | undefined;
+let kernel: MatmulKernel | undefined;
+let loop: ContributorLoop | undefined;
+let listener: ((e: WorkerEvent) => void) | undefined;
+
+async function ensureGpu(): Promise<GpuHandle> {
+  if (gpu) return gpu;
+  gpu = await acquireGpu((reason) => {
+    // A lost device cannot be reused: drop it and its pipeline, then start over on a new one.
+    gpu = undefined;
+    kernel = undefined;
+    const wasRunning = loop !== undefined;
+    loop?.stop();
+    loop = undefined;
+    listener?.({ type: 'state', state: 'error', message: `GPU device lost (${reason}); recovering` });
+    if (wasRunning && listener) void api.start(currentServer, listener);
+  });
+  kernel = new MatmulKernel(gpu.device, shaderCode);
+  return gpu;
+}
+
+let currentServer = '';
+
+const api: GpuWorkerApi = {
+  async probe(): Promise<ProbeResult> {
+    try {
+      const g = await ensureGpu();
+      return { ok: true, adapter: g.adapter, limits: g.limits };
+    } catch (err) {
+      return { ok: false, message: err instanceof Error ? err.message : String(err) };
+    }
+  },
+  async start(serverUrl, onEvent) {
+    currentServer = serverUrl;
+    listener = onEvent;
+    const g = await ensureGpu();
+    loop?.stop();
+    loop = new ContributorLoop({
+      serverUrl,
+      gpu: g,
+      kernel: kernel!,
+      agentKind: 'page',
+      userAgent: navigator.userAgent,
+      loadToken,
+      saveToken,
+      emit: (e) => onEvent(e),
+    });
+    loop.start();
+  },
+  async stop() {
+    loop?.stop();
+    loop = undefined;
+  },
+};
+
+Comlink.expose(api);

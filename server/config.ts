@@ -1,0 +1,65 @@
+import { resolve } from 'node:path';
+import { z } from 'zod';
+
+const int = (def: number, min = 0) => z.coerce.number().int().min(min).default(def);
+
+const EnvSchema = z.object({
+  PORT: int(8080, 0).pipe(z.number().max(65535)),
+  HOST: z.string().default('0.0.0.0'),
+  TESSERA_DATA_DIR: z.string().default('./data'),
+  TESSERA_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  TESSERA_MAX_UPLOAD_BYTES: int(1024 ** 3, 1024),
+  TESSERA_MAX_DIM: int(65536, 1),
+  TESSERA_MAX_ELEMENTS: int(2 ** 28, 1),
+  TESSERA_MAX_PANEL_BYTES: int(16 * 1024 ** 2, 4096),
+  TESSERA_TARGET_TILES: int(32, 1),
+  TESSERA_LEASE_BASE_MS: int(30_000, 100),
+  TESSERA_LEASE_SWEEP_MS: int(1_000, 10),
+  TESSERA_HELLO_TIMEOUT_MS: int(10_000, 100),
+  TESSERA_MAX_SHARD_FAILURES: int(5, 1),
+});
+
+export interface Config {
+  port: number;
+  host: string;
+  dataDir: string;
+  logLevel: z.infer<typeof EnvSchema>['TESSERA_LOG_LEVEL'];
+  maxUploadBytes: number;
+  maxDim: number;
+  maxElements: number;
+  maxPanelBytes: number;
+  targetTiles: number;
+  leaseBaseMs: number;
+  leaseSweepMs: number;
+  helloTimeoutMs: number;
+  maxShardFailures: number;
+  /** Directory of the built contributor page; absent in tests that need no page. */
+  clientDir?: string;
+}
+
+export class ConfigError extends Error {}
+
+/** Reads configuration from environment variables (documented in README.md). */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = EnvSchema.safeParse(env);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new ConfigError(`invalid environment variable ${issue.path.join('.')}: ${issue.message}`);
+  }
+  const e = parsed.data;
+  return {
+    port: e.PORT,
+    host: e.HOST,
+    dataDir: resolve(e.TESSERA_DATA_DIR),
+    logLevel: e.TESSERA_LOG_LEVEL,
+    maxUploadBytes: e.TESSERA_MAX_UPLOAD_BYTES,
+    maxDim: e.TESSERA_MAX_DIM,
+    maxElements: e.TESSERA_MAX_ELEMENTS,
+    maxPanelBytes: e.TESSERA_MAX_PANEL_BYTES,
+    targetTiles: e.TESSERA_TARGET_TILES,
+    leaseBaseMs: e.TESSERA_LEASE_BASE_MS,
+    leaseSweepMs: e.TESSERA_LEASE_SWEEP_MS,
+    helloTimeoutMs: e.TESSERA_HELLO_TIMEOUT_MS,
+    maxShardFailures: e.TESSERA_MAX_SHARD_FAILURES,
+  };
+}

@@ -1,0 +1,125 @@
+import { mkdir, readdir, unlink } from 'node:fs/promises';
+import { createServer, type Server as HttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { Server as SocketServer } from 'socket.io';
+import { MAX_RESULT_BYTES } from '../shared/protocol';
+import type { Config } from './config';
+import { createApp } from './http/app';
+import { JobFinisher } from './jobs/job-finisher';
+import { createLogger, type Logger } from './logger';
+import { attachContributorChannel, type ContributorServer } from './realtime/contributor-channel';
+import { Dispatcher } from './scheduler/dispatcher';
+import { DEFAULT_LEASE_POLICY } from './scheduler/lease-policy';
+import { BlobStore } from './storage/blob-store';
+import { ResultFiles } from './storage/result-files';
+import { SqliteStore } from './store/sqlite-store';
+import type { Store } from './store/store';
+import { MatmulVerifier } from './verify/matmul-verifier';
+import { PanelCache } from './verify/panel-cache';
+
+export interface Coordinator {
+  /** Base URL, e.g. http://127.0.0.1:8080 */
+  url: string;
+  http: HttpServer;
+  io: ContributorServer;
+  store: Store;
+  log: Logger;
+  close(): Promise<void>;
+}
+
+/** Throttled broadcast: a burst of requeued shards wakes idle contributors once, not once per shard. */
+function throttled(fn: () => void, ms: number): () => void {
+  let timer: NodeJS.Timeout | undefined;
+  return () => {
+    if (timer) return;
+    fn();
+    timer = setTimeout(() => (timer = undefined), ms);
+    timer.unref();
+  };
+}
+
+async function removeStaleUploads(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  for (const name of await readdir(dir)) await unlink(join(dir, name)).catch(() => undefined);
+}
+
+export async function startCoordinator(config: Config, log: Logger = createLogger(config.logLevel)): Promise<Coordinator> {
+  await mkdir(config.dataDir, { recursive: true });
+  await removeStaleUploads(join(config.dataDir, 'uploads'));
+  const store = new SqliteStore(join(config.dataDir, 'tessera.db'));
+  const blobs = new BlobStore(join(config.dataDir, 'blobs'));
+  await blobs.init();
+  const results = new ResultFiles(join(config.dataDir, 'results'));
+  await results.init();
+  const finisher = new JobFinisher(store, results, blobs, log);
+  await finisher.recover();
+
+  const http = createServer();
+  const io: ContributorServer = new SocketServer(http, {
+    maxHttpBufferSize: MAX_RESULT_BYTES + 64 * 1024,
+    pingInterval: 10_000,
+    pingTimeout: 20_000,
+    cors: { origin: true },
+  });
+  const workAvailable = throttled(() => io.emit('work:available'), 100);
+  const dispatcher = new Dispatcher({
+    store,
+    verifier: new MatmulVerifier(new PanelCache(blobs, 512 * 1024 * 1024)),
+    results,
+    finisher,
+    policy: { baseMs: config.leaseBaseMs, ...DEFAULT_LEASE_POLICY },
+    maxShardFailures: config.maxShardFailures,
+    sweepMs: config.leaseSweepMs,
+    log,
+    notify: {
+      workAvailable,
+      revoke: (sessionId, shardId, reason) => io.to(sessionId).emit('lease:revoked', { shardId, reason }),
+    },
+  });
+  attachContributorChannel(io, { store, dispatcher, helloTimeoutMs: config.helloTimeoutMs, log });
+
+  let ready = false;
+  const app = createApp({
+    config,
+    store,
+    blobs,
+    results,
+    finisher,
+    log,
+    clientDir: config.clientDir,
+    isReady: () => ready,
+    onJobQueued: workAvailable,
+    onJobCancelled: (revoked) => {
+      for (const r of revoked) io.to(r.sessionId).emit('lease:revoked', { shardId: r.shardId, reason: 'job cancelled' });
+    },
+  });
+  http.on('request', app);
+  await new Promise<void>((resolve, reject) => {
+    http.once('error', reject);
+    http.listen(config.port, config.host, resolve);
+  });
+  dispatcher.start();
+  ready = true;
+  const addr = http.address() as AddressInfo;
+  const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+  const url = `http://${host}:${addr.port}`;
+  log.info({ url, dataDir: config.dataDir }, 'coordinator listening');
+
+  return {
+    url,
+    http,
+    io,
+    store,
+    log,
+    async close() {
+      ready = false;
+      dispatcher.stop();
+      await new Promise<void>((resolve) => io.close(() => resolve()));
+      http.closeAllConnections();
+      // Leases of the sockets just closed go back to the queue before the store closes.
+      await store.releaseAllActiveLeases(Date.now());
+      store.close();
+    },
+  };
+}

@@ -1,0 +1,44 @@
+import type { ErrorRequestHandler } from 'express';
+import type { Logger } from '../logger';
+
+/** The one error type of the REST API; `errorHandler` turns it into `{ error: { code, message } }`. */
+export class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'HttpError';
+  }
+}
+
+/** Errors that body parsers and express raise carry a status; keep it, hide internals. */
+function statusOf(err: unknown): number | undefined {
+  if (typeof err === 'object' && err !== null) {
+    const s = (err as { status?: unknown; statusCode?: unknown }).status ?? (err as { statusCode?: unknown }).statusCode;
+    if (typeof s === 'number' && s >= 400 && s < 600) return s;
+  }
+  return undefined;
+}
+
+export function errorHandler(log: Logger): ErrorRequestHandler {
+  return (err: unknown, req, res, _next) => {
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    if (err instanceof HttpError) {
+      if (err.status >= 500) log.error({ err, url: req.originalUrl }, 'request failed');
+      res.status(err.status).json({ error: { code: err.code, message: err.message } });
+      return;
+    }
+    const status = statusOf(err);
+    if (status !== undefined && status < 500) {
+      res.status(status).json({ error: { code: 'BAD_REQUEST', message: err instanceof Error ? err.message : 'bad request' } });
+      return;
+    }
+    log.error({ err, url: req.originalUrl }, 'unhandled error');
+    res.status(500).json({ error: { code: 'INTERNAL', message: 'internal error; the coordinator logged the details' } });
+  };
+}

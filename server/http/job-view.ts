@@ -1,0 +1,21 @@
+import type { JobView } from '../../shared/api';
+import type { JobRecord } from '../store/store';
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+export function toJobView(job: JobRecord): JobView {
+  const view: JobView = {
+    id: job.id,
+    type: job.type,
+    status: job.status,
+    progress: { total: job.totalShards, done: job.returnedShards, verified: job.verifiedShards },
+    shape: { m: job.m, k: job.k, n: job.n },
+    tile: { rows: job.tileRows, cols: job.tileCols },
+    createdAt: iso(job.createdAt),
+    updatedAt: iso(job.updatedAt),
+    links: { self: `/api/v1/jobs/${job.id}`, result: `/api/v1/jobs/${job.id}/result` },
+  };
+  if (job.completedAt !== null) view.completedAt = iso(job.completedAt);
+  if (job.reason !== null) view.reason = job.reason;
+  return view;
+}

@@ -1,0 +1,139 @@
+import { randomUUID } from 'node:crypto';
+import { open, readFile } from 'node:fs/promises';
+import { decodeNpy, elementCount, isNpyMagic, NPY_MAX_HEADER_BYTES, NpyError, parseNpyHeader, assertFloat32, type NpyHeader } from '../../shared/npy';
+import { colPanel, planMatmulTiles, rowPanel, TilingError } from '../../shared/tiling';
+import type { Config } from '../config';
+import { HttpError } from '../http/http-error';
+import type { UploadedFile } from '../http/multipart';
+import type { BlobStore } from '../storage/blob-store';
+import type { ResultFiles } from '../storage/result-files';
+import type { JobRecord, NewShard, PanelRecord, Store } from '../store/store';
+
+export interface MatmulIntakeDeps {
+  config: Config;
+  store: Store;
+  blobs: BlobStore;
+  results: ResultFiles;
+}
+
+async function readHead(path: string): Promise<Uint8Array> {
+  const handle = await open(path, 'r');
+  try {
+    const buf = new Uint8Array(NPY_MAX_HEADER_BYTES);
+    const { bytesRead } = await handle.read(buf, 0, buf.length, 0);
+    return buf.subarray(0, bytesRead);
+  } finally {
+    await handle.close();
+  }
+}
+
+function npyToHttp(err: unknown, field: string): never {
+  if (err instanceof NpyError) {
+    const status = err.code === 'UNSUPPORTED_DTYPE' ? 415 : 400;
+    throw new HttpError(status, err.code, `file "${field}": ${err.message}`);
+  }
+  throw err;
+}
+
+/** Validates a matrix upload from its header alone, before any of its data is read. */
+async function inspectMatrix(file: UploadedFile, config: Config): Promise<NpyHeader> {
+  const head = await readHead(file.path);
+  if (!isNpyMagic(head)) {
+    throw new HttpError(400, 'NOT_NPY', `file "${file.field}" is not a NumPy .npy file; save it with numpy.save("${file.field}.npy", arr.astype(numpy.float32))`);
+  }
+  let header: NpyHeader;
+  try {
+    header = parseNpyHeader(head);
+    assertFloat32(header, `file "${file.field}"`);
+  } catch (err) {
+    npyToHttp(err, file.field);
+  }
+  const shape = header.shape;
+  if (shape.length !== 2) {
+    throw new HttpError(400, 'NOT_A_MATRIX', `file "${file.field}" has shape (${shape.join(', ')}); a matmul operand must be 2-D`);
+  }
+  if (shape.some((d) => d === 0)) {
+    throw new HttpError(400, 'EMPTY_DIMENSION', `file "${file.field}" has shape (${shape.join(', ')}); every dimension must be at least 1`);
+  }
+  if (shape.some((d) => d > config.maxDim) || elementCount(shape) > config.maxElements) {
+    throw new HttpError(
+      413,
+      'TOO_LARGE',
+      `file "${file.field}" has shape (${shape.join(', ')}); the limits are ${config.maxDim} per dimension and ${config.maxElements} elements per matrix`,
+    );
+  }
+  const expected = header.dataOffset + elementCount(shape) * 4;
+  if (file.bytes !== expected) {
+    throw new HttpError(400, 'TRUNCATED_NPY', `file "${file.field}" has ${file.bytes} bytes but its header promises ${expected} (shape (${shape.join(', ')}), float32)`);
+  }
+  return header;
+}
+
+async function loadMatrix(file: UploadedFile): Promise<Float32Array> {
+  try {
+    return decodeNpy(new Uint8Array(await readFile(file.path)), `file "${file.field}"`).data;
+  } catch (err) {
+    npyToHttp(err, file.field);
+  }
+}
+
+/**
+ * Turns an uploaded A and B into a queued job: checks them, cuts A into row
+ * panels and B into column panels stored as content-addressed blobs, creates
+ * the result file, and records job, panels and shards in one transaction.
+ * The job exists only once that transaction commits, so a crash before it
+ * leaves no half-accepted job (only unreferenced blobs, collected at start).
+ */
+export async function acceptMatmulJob(deps: MatmulIntakeDeps, files: Record<string, UploadedFile>, owner: string | null): Promise<JobRecord> {
+  const { config, store, blobs, results } = deps;
+  for (const name of ['a', 'b'] as const) {
+    if (!files[name]) throw new HttpError(400, 'MISSING_FILE', `missing file "${name}"; matmul needs a (M×K) and b (K×N) as .npy files: -F a=@a.npy -F b=@b.npy`);
+  }
+  const ha = await inspectMatrix(files.a!, config);
+  const hb = await inspectMatrix(files.b!, config);
+  const [m, k] = ha.shape as [number, number];
+  const [kb, n] = hb.shape as [number, number];
+  if (k !== kb) {
+    throw new HttpError(400, 'SHAPE_MISMATCH', `inner dimensions do not match: a is ${m}×${k} and b is ${kb}×${n}; a's columns (${k}) must equal b's rows (${kb})`);
+  }
+  if (m * n > config.maxElements) {
+    throw new HttpError(413, 'TOO_LARGE', `the result would be ${m}×${n}, over the limit of ${config.maxElements} elements`);
+  }
+  let plan;
+  try {
+    plan = planMatmulTiles({ m, k, n }, { maxPanelBytes: config.maxPanelBytes, targetTiles: config.targetTiles });
+  } catch (err) {
+    if (err instanceof TilingError) throw new HttpError(413, 'TOO_LARGE', err.message);
+    throw err;
+  }
+  const a = await loadMatrix(files.a!);
+  const b = await loadMatrix(files.b!);
+
+  const panels: PanelRecord[] = [];
+  for (let r = 0; r < plan.rowPanels; r++) {
+    const rows = Math.min(plan.tileRows, m - r * plan.tileRows);
+    const data = rowPanel(a, k, r * plan.tileRows, rows);
+    panels.push({ side: 'a', idx: r, ...(await blobs.put(new Uint8Array(data.buffer))) });
+  }
+  for (let c = 0; c < plan.colPanels; c++) {
+    const cols = Math.min(plan.tileCols, n - c * plan.tileCols);
+    const data = colPanel(b, k, n, c * plan.tileCols, cols);
+    panels.push({ side: 'b', idx: c, ...(await blobs.put(new Uint8Array(data.buffer))) });
+  }
+
+  const id = randomUUID();
+  const shards: NewShard[] = plan.tiles.map((t) => ({
+    id: `${id}.${t.index}`,
+    idx: t.index,
+    rowPanel: t.rowPanel,
+    colPanel: t.colPanel,
+    row0: t.row0,
+    col0: t.col0,
+    rows: t.rows,
+    cols: t.cols,
+  }));
+  await results.create(id, m, n);
+  const now = Date.now();
+  await store.createJob({ id, type: 'matmul', owner, priority: 0, m, k, n, tileRows: plan.tileRows, tileCols: plan.tileCols, panels, shards, now });
+  return (await store.getJob(id))!;
+}

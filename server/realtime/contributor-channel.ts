@@ -1,0 +1,148 @@
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import type { Server, Socket } from 'socket.io';
+import type { z } from 'zod';
+import {
+  describeZodError,
+  HelloSchema,
+  LeaseRequestSchema,
+  PROTOCOL_VERSION,
+  ReleaseSchema,
+  ResultSchema,
+  type ClientToServerEvents,
+  type DeviceLimits,
+  type InterServerEvents,
+  type ProtocolError,
+  type ServerToClientEvents,
+} from '../../shared/protocol';
+import type { Logger } from '../logger';
+import type { Dispatcher, ContributorSession } from '../scheduler/dispatcher';
+import type { Store } from '../store/store';
+
+export interface SocketData {
+  contributorId?: string;
+  limits?: DeviceLimits;
+}
+
+export type ContributorServer = Server<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;
+type ContributorSocket = Socket<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;
+
+export interface ChannelDeps {
+  store: Store;
+  dispatcher: Dispatcher;
+  helloTimeoutMs: number;
+  log: Logger;
+}
+
+const NO_RETRY_MS = 5_000;
+
+export function hashToken(token: string): string {
+  return createHash('sha256').update(token).digest('hex');
+}
+
+type Reply = { ok: false; error: ProtocolError } | { ok: true } | object;
+
+/**
+ * Wraps a handler so that every message is validated before it runs: a
+ * malformed payload or a missing acknowledgement callback is answered (or
+ * dropped) here, and an exception becomes an INTERNAL error reply instead of
+ * an unhandled rejection.
+ */
+function handler<S extends z.ZodType, R extends Reply>(
+  socket: ContributorSocket,
+  log: Logger,
+  schema: S,
+  run: (msg: z.output<S>) => Promise<R>,
+): (msg: unknown, ack: unknown) => void {
+  return (msg, ack) => {
+    if (typeof ack !== 'function') {
+      log.warn({ sessionId: socket.id }, 'message without acknowledgement callback dropped');
+      return;
+    }
+    const reply = ack as (r: Reply) => void;
+    const parsed = schema.safeParse(msg);
+    if (!parsed.success) {
+      reply({ ok: false, error: { code: 'BAD_MESSAGE', message: describeZodError(parsed.error) } });
+      return;
+    }
+    run(parsed.data).then(reply, (err: unknown) => {
+      log.error({ err, sessionId: socket.id }, 'contributor message failed');
+      reply({ ok: false, error: { code: 'INTERNAL', message: 'the coordinator failed to handle this message' } });
+    });
+  };
+}
+
+function session(socket: ContributorSocket): ContributorSession | undefined {
+  const { contributorId, limits } = socket.data;
+  return contributorId && limits ? { contributorId, sessionId: socket.id, limits } : undefined;
+}
+
+const notIntroduced = { ok: false as const, error: { code: 'NOT_INTRODUCED' as const, message: 'send hello first' } };
+
+export function attachContributorChannel(io: ContributorServer, deps: ChannelDeps): void {
+  const { store, dispatcher, log } = deps;
+  io.on('connection', (socket) => {
+    const helloTimer = setTimeout(() => {
+      if (!socket.data.contributorId) socket.disconnect(true);
+    }, deps.helloTimeoutMs);
+
+    socket.on(
+      'hello',
+      handler(socket, log, HelloSchema, async (msg) => {
+        if (msg.protocol !== PROTOCOL_VERSION) {
+          return { ok: false as const, error: { code: 'PROTOCOL_VERSION' as const, message: `this coordinator speaks protocol ${PROTOCOL_VERSION}, you sent ${msg.protocol}` } };
+        }
+        const now = Date.now();
+        const adapter = JSON.stringify(msg.adapter);
+        let token = msg.token;
+        let contributor = token ? await store.findContributorByTokenHash(hashToken(token)) : undefined;
+        if (contributor) {
+          await store.touchContributor(contributor.id, msg.agent.kind, adapter, now);
+        } else {
+          token = randomBytes(32).toString('base64url');
+          const id = randomUUID();
+          await store.registerContributor({ id, tokenHash: hashToken(token), kind: msg.agent.kind, adapter, now });
+          contributor = await store.getContributor(id);
+        }
+        socket.data.contributorId = contributor!.id;
+        socket.data.limits = msg.limits;
+        clearTimeout(helloTimer);
+        log.info({ contributorId: contributor!.id, sessionId: socket.id, kind: msg.agent.kind, adapter: msg.adapter }, 'contributor joined');
+        return { ok: true as const, contributorId: contributor!.id, token: token!, protocol: PROTOCOL_VERSION };
+      }),
+    );
+
+    socket.on(
+      'lease:request',
+      handler(socket, log, LeaseRequestSchema, async (msg) => {
+        const s = session(socket);
+        if (!s) return notIntroduced;
+        const leases = await dispatcher.grant(s, msg.max);
+        return leases.length > 0 ? { ok: true as const, leases } : { ok: true as const, leases, retryAfterMs: NO_RETRY_MS };
+      }),
+    );
+
+    socket.on(
+      'lease:result',
+      handler(socket, log, ResultSchema, async (msg) => {
+        const s = session(socket);
+        if (!s) return notIntroduced;
+        return dispatcher.submit(s, msg);
+      }),
+    );
+
+    socket.on(
+      'lease:release',
+      handler(socket, log, ReleaseSchema, async (msg) => {
+        const s = session(socket);
+        if (!s) return notIntroduced;
+        const ok = await dispatcher.release(s, msg.shardId, msg.leaseToken);
+        return ok ? { ok: true as const } : { ok: false as const, error: { code: 'LEASE_UNKNOWN' as const, message: 'no such active lease' } };
+      }),
+    );
+
+    socket.on('disconnect', () => {
+      clearTimeout(helloTimer);
+      dispatcher.sessionClosed(socket.id).catch((err: unknown) => log.error({ err }, 'releasing leases failed'));
+    });
+  });
+}

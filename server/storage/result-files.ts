@@ -1,0 +1,74 @@
+import { mkdir, open, rename, stat, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { encodeNpyHeader } from '../../shared/npy';
+import { syncDir } from './atomic-file';
+
+/**
+ * Results assembled in place: `<id>.npy.partial` is created at full size with
+ * its header, each verified tile's rows are written at their offsets and
+ * fsynced before the tile is marked verified in the store, and the file is
+ * renamed to `<id>.npy` once every tile is in. Only the final name is ever
+ * served, so a half-assembled result is never read as data.
+ */
+export class ResultFiles {
+  constructor(private readonly dir: string) {}
+
+  async init(): Promise<void> {
+    await mkdir(this.dir, { recursive: true });
+  }
+
+  finalPath(jobId: string): string {
+    return join(this.dir, `${jobId}.npy`);
+  }
+
+  private partialPath(jobId: string): string {
+    return join(this.dir, `${jobId}.npy.partial`);
+  }
+
+  /** Creates the full-size partial file; called once, when the job is accepted. */
+  async create(jobId: string, m: number, n: number): Promise<void> {
+    const header = encodeNpyHeader([m, n]);
+    const handle = await open(this.partialPath(jobId), 'w');
+    try {
+      await handle.write(header, 0, header.length, 0);
+      await handle.truncate(header.length + m * n * 4); // sparse: untouched tiles cost no disk
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await syncDir(this.dir);
+  }
+
+  /** Writes a rows×cols tile whose top-left element is (row0, col0) of the m×n result. */
+  async writeTile(jobId: string, m: number, n: number, tile: { row0: number; col0: number; rows: number; cols: number; data: Float32Array }): Promise<void> {
+    const headerBytes = encodeNpyHeader([m, n]).length;
+    const handle = await open(this.partialPath(jobId), 'r+');
+    try {
+      const bytes = new Uint8Array(tile.data.buffer, tile.data.byteOffset, tile.data.byteLength);
+      const rowBytes = tile.cols * 4;
+      for (let r = 0; r < tile.rows; r++) {
+        const offset = headerBytes + ((tile.row0 + r) * n + tile.col0) * 4;
+        await handle.write(bytes, r * rowBytes, rowBytes, offset);
+      }
+      await handle.datasync();
+    } finally {
+      await handle.close();
+    }
+  }
+
+  /** Renames the assembled file into place; safe to call again after a crash. */
+  async finalize(jobId: string): Promise<void> {
+    const final = this.finalPath(jobId);
+    if (await stat(final).catch(() => undefined)) return;
+    await rename(this.partialPath(jobId), final);
+    await syncDir(this.dir);
+  }
+
+  async exists(jobId: string): Promise<boolean> {
+    return (await stat(this.finalPath(jobId)).catch(() => undefined)) !== undefined;
+  }
+
+  async remove(jobId: string): Promise<void> {
+    for (const p of [this.finalPath(jobId), this.partialPath(jobId)]) await unlink(p).catch(() => undefined);
+  }
+}

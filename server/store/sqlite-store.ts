@@ -1,0 +1,421 @@
+import { randomUUID } from 'node:crypto';
+import BetterSqlite3 from 'better-sqlite3';
+import type { Database } from 'better-sqlite3';
+import type { JobStatus, JobType } from '../../shared/api';
+import { migrate } from './migrations';
+import type {
+  AcceptOutcome,
+  ContributorRecord,
+  GrantedLease,
+  JobRecord,
+  LeaseGrantRequest,
+  LeaseLookup,
+  LeaseState,
+  NewJob,
+  PanelRecord,
+  RejectOutcome,
+  ShardWork,
+  Store,
+} from './store';
+
+interface JobRow {
+  id: string;
+  type: string;
+  status: string;
+  owner: string | null;
+  priority: number;
+  m: number;
+  k: number;
+  n: number;
+  tile_rows: number;
+  tile_cols: number;
+  total_shards: number;
+  returned_shards: number;
+  verified_shards: number;
+  reason: string | null;
+  created_at: number;
+  updated_at: number;
+  completed_at: number | null;
+}
+
+interface ShardRow {
+  id: string;
+  job_id: string;
+  row_panel: number;
+  col_panel: number;
+  row0: number;
+  col0: number;
+  rows: number;
+  cols: number;
+  state: string;
+  failures: number;
+  returned: number;
+}
+
+interface LeaseRow {
+  token: string;
+  state: string;
+  contributor_id: string;
+  session_id: string;
+  deadline: number;
+  shard_id: string;
+}
+
+function toJob(r: JobRow): JobRecord {
+  return {
+    id: r.id,
+    type: r.type as JobType,
+    status: r.status as JobStatus,
+    owner: r.owner,
+    priority: r.priority,
+    m: r.m,
+    k: r.k,
+    n: r.n,
+    tileRows: r.tile_rows,
+    tileCols: r.tile_cols,
+    totalShards: r.total_shards,
+    returnedShards: r.returned_shards,
+    verifiedShards: r.verified_shards,
+    reason: r.reason,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+    completedAt: r.completed_at,
+  };
+}
+
+const ACTIVE_JOB = `status IN ('queued','running')`;
+
+/** SQLite (better-sqlite3) engine: the default, embedded, zero-service store. */
+export class SqliteStore implements Store {
+  private readonly db: Database;
+
+  constructor(file: string) {
+    this.db = new BetterSqlite3(file);
+    // WAL + synchronous=NORMAL: a committed transaction survives a killed process;
+    // FULL would add an fsync per commit to survive power loss as well.
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma(`synchronous = ${process.env.TESSERA_SQLITE_SYNC === 'full' ? 'FULL' : 'NORMAL'}`);
+    this.db.pragma('foreign_keys = ON');
+    this.db.pragma('busy_timeout = 5000');
+    migrate(this.db);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  async createJob(job: NewJob): Promise<void> {
+    const insertJob = this.db.prepare(
+      `INSERT INTO jobs (id, type, status, owner, priority, m, k, n, tile_rows, tile_cols, total_shards, created_at, updated_at)
+       VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    const insertPanel = this.db.prepare(`INSERT INTO job_panels (job_id, side, idx, sha256, bytes) VALUES (?, ?, ?, ?, ?)`);
+    const insertShard = this.db.prepare(
+      `INSERT INTO shards (id, job_id, idx, row_panel, col_panel, row0, col0, rows, cols, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued')`,
+    );
+    this.db.transaction(() => {
+      insertJob.run(job.id, job.type, job.owner, job.priority, job.m, job.k, job.n, job.tileRows, job.tileCols, job.shards.length, job.now, job.now);
+      for (const p of job.panels) insertPanel.run(job.id, p.side, p.idx, p.sha256, p.bytes);
+      for (const s of job.shards) insertShard.run(s.id, job.id, s.idx, s.rowPanel, s.colPanel, s.row0, s.col0, s.rows, s.cols);
+    }).immediate();
+  }
+
+  async getJob(id: string): Promise<JobRecord | undefined> {
+    return this.jobById(id);
+  }
+
+  private jobById(id: string): JobRecord | undefined {
+    const row = this.db.prepare(`SELECT * FROM jobs WHERE id = ?`).get(id) as JobRow | undefined;
+    return row ? toJob(row) : undefined;
+  }
+
+  async listJobs(filter: { owner?: string | null; limit: number }): Promise<JobRecord[]> {
+    const rows =
+      filter.owner === undefined
+        ? this.db.prepare(`SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?`).all(filter.limit)
+        : this.db.prepare(`SELECT * FROM jobs WHERE owner IS ? ORDER BY created_at DESC LIMIT ?`).all(filter.owner, filter.limit);
+    return (rows as JobRow[]).map(toJob);
+  }
+
+  async jobPanels(jobId: string): Promise<PanelRecord[]> {
+    return this.db.prepare(`SELECT side, idx, sha256, bytes FROM job_panels WHERE job_id = ? ORDER BY side, idx`).all(jobId) as PanelRecord[];
+  }
+
+  private panel(jobId: string, side: 'a' | 'b', idx: number): PanelRecord {
+    const p = this.db.prepare(`SELECT side, idx, sha256, bytes FROM job_panels WHERE job_id = ? AND side = ? AND idx = ?`).get(jobId, side, idx) as
+      | PanelRecord
+      | undefined;
+    if (!p) throw new Error(`job ${jobId} has no ${side} panel ${idx}`);
+    return p;
+  }
+
+  async cancelJob(id: string, now: number, reason: string) {
+    return this.db
+      .transaction(() => {
+        const job = this.jobById(id);
+        if (!job) return undefined;
+        if (job.status !== 'queued' && job.status !== 'running') return { job, revoked: [] };
+        const revoked = this.db
+          .prepare(
+            `SELECT l.session_id AS sessionId, l.shard_id AS shardId FROM leases l JOIN shards s ON s.id = l.shard_id
+             WHERE s.job_id = ? AND l.state = 'active'`,
+          )
+          .all(id) as { sessionId: string; shardId: string }[];
+        this.db
+          .prepare(`UPDATE leases SET state = 'cancelled', ended_at = ? WHERE state = 'active' AND shard_id IN (SELECT id FROM shards WHERE job_id = ?)`)
+          .run(now, id);
+        this.db.prepare(`UPDATE shards SET state = 'cancelled' WHERE job_id = ? AND state IN ('queued','leased')`).run(id);
+        this.db
+          .prepare(`UPDATE jobs SET status = 'cancelled', reason = ?, leased_shards = 0, updated_at = ?, completed_at = ? WHERE id = ?`)
+          .run(reason, now, now, id);
+        return { job: this.jobById(id)!, revoked };
+      })
+      .immediate();
+  }
+
+  async finishJob(id: string, status: 'completed' | 'failed', now: number, reason?: string): Promise<void> {
+    this.db.transaction(() => {
+      this.db
+        .prepare(`UPDATE jobs SET status = ?, reason = ?, updated_at = ?, completed_at = ?, leased_shards = 0 WHERE id = ? AND ${ACTIVE_JOB}`)
+        .run(status, reason ?? null, now, now, id);
+      if (status === 'failed') {
+        this.db
+          .prepare(`UPDATE leases SET state = 'cancelled', ended_at = ? WHERE state = 'active' AND shard_id IN (SELECT id FROM shards WHERE job_id = ?)`)
+          .run(now, id);
+        this.db.prepare(`UPDATE shards SET state = 'cancelled' WHERE job_id = ? AND state IN ('queued','leased')`).run(id);
+      }
+    }).immediate();
+  }
+
+  async jobsAwaitingFinalize(): Promise<JobRecord[]> {
+    const rows = this.db.prepare(`SELECT * FROM jobs WHERE ${ACTIVE_JOB} AND verified_shards = total_shards`).all() as JobRow[];
+    return rows.map(toJob);
+  }
+
+  async releaseJobPanels(jobId: string): Promise<string[]> {
+    return this.db
+      .transaction(() => {
+        const shas = (this.db.prepare(`SELECT DISTINCT sha256 FROM job_panels WHERE job_id = ?`).all(jobId) as { sha256: string }[]).map((r) => r.sha256);
+        this.db.prepare(`DELETE FROM job_panels WHERE job_id = ?`).run(jobId);
+        const stillUsed = this.db.prepare(`SELECT 1 FROM job_panels WHERE sha256 = ? LIMIT 1`);
+        return shas.filter((sha) => stillUsed.get(sha) === undefined);
+      })
+      .immediate();
+  }
+
+  async referencedBlobs(): Promise<Set<string>> {
+    const rows = this.db.prepare(`SELECT DISTINCT sha256 FROM job_panels`).all() as { sha256: string }[];
+    return new Set(rows.map((r) => r.sha256));
+  }
+
+  async grantLeases(req: LeaseGrantRequest): Promise<GrantedLease[]> {
+    const pickJob = this.db.prepare(
+      `SELECT j.id, j.k FROM jobs j
+       WHERE j.${ACTIVE_JOB} AND EXISTS (SELECT 1 FROM shards s WHERE s.state = 'queued' AND s.job_id = j.id)
+         AND j.id NOT IN (SELECT value FROM json_each(?))
+       ORDER BY j.priority DESC, j.leased_shards ASC, j.created_at ASC LIMIT 1`,
+    );
+    // A contributor never gets back a shard it already returned a rejected result for.
+    const pickShard = this.db.prepare(
+      `SELECT * FROM shards s WHERE s.state = 'queued' AND s.job_id = ?
+         AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.shard_id = s.id AND l.contributor_id = ? AND l.state = 'rejected')
+       ORDER BY s.idx LIMIT 1`,
+    );
+    const insertLease = this.db.prepare(
+      `INSERT INTO leases (token, shard_id, contributor_id, session_id, state, granted_at, deadline) VALUES (?, ?, ?, ?, 'active', ?, ?)`,
+    );
+    return this.db
+      .transaction(() => {
+        const granted: GrantedLease[] = [];
+        const skipped: string[] = [];
+        while (granted.length < req.max) {
+          const job = pickJob.get(JSON.stringify(skipped)) as { id: string; k: number } | undefined;
+          if (!job) break;
+          const shard = pickShard.get(job.id, req.contributorId) as ShardRow | undefined;
+          if (!shard) {
+            skipped.push(job.id);
+            continue;
+          }
+          const work: ShardWork = {
+            shardId: shard.id,
+            jobId: job.id,
+            rows: shard.rows,
+            cols: shard.cols,
+            k: job.k,
+            a: this.panel(job.id, 'a', shard.row_panel),
+            b: this.panel(job.id, 'b', shard.col_panel),
+          };
+          if (work.a.bytes > req.maxPanelBytes || work.b.bytes > req.maxPanelBytes) {
+            skipped.push(job.id); // this device cannot bind the job's panels; leave it to bigger ones
+            continue;
+          }
+          const token = randomUUID();
+          const deadline = req.now + req.leaseMsFor(work);
+          insertLease.run(token, shard.id, req.contributorId, req.sessionId, req.now, deadline);
+          this.db.prepare(`UPDATE shards SET state = 'leased', attempts = attempts + 1 WHERE id = ?`).run(shard.id);
+          this.db
+            .prepare(`UPDATE jobs SET status = 'running', leased_shards = leased_shards + 1, updated_at = ? WHERE id = ?`)
+            .run(req.now, job.id);
+          granted.push({ ...work, token, deadline });
+        }
+        return granted;
+      })
+      .immediate();
+  }
+
+  async findLease(token: string): Promise<LeaseLookup | undefined> {
+    const lease = this.db.prepare(`SELECT * FROM leases WHERE token = ?`).get(token) as LeaseRow | undefined;
+    if (!lease) return undefined;
+    const shard = this.db.prepare(`SELECT * FROM shards WHERE id = ?`).get(lease.shard_id) as ShardRow;
+    const job = this.jobById(shard.job_id)!;
+    const panels = this.db.prepare(`SELECT count(*) AS n FROM job_panels WHERE job_id = ?`).get(job.id) as { n: number };
+    if (panels.n === 0) return undefined; // the job's inputs were already released
+    return {
+      token: lease.token,
+      state: lease.state as LeaseState,
+      contributorId: lease.contributor_id,
+      sessionId: lease.session_id,
+      deadline: lease.deadline,
+      shardId: shard.id,
+      shardState: shard.state as LeaseLookup['shardState'],
+      row0: shard.row0,
+      col0: shard.col0,
+      rows: shard.rows,
+      cols: shard.cols,
+      job,
+      a: this.panel(job.id, 'a', shard.row_panel),
+      b: this.panel(job.id, 'b', shard.col_panel),
+    };
+  }
+
+  /** Ends a lease; if it was the shard's only active lease and the shard is still leased, requeues the shard. */
+  private endLease(lease: LeaseRow, state: LeaseState, now: number): void {
+    this.db.prepare(`UPDATE leases SET state = ?, ended_at = ? WHERE token = ?`).run(state, now, lease.token);
+    const others = this.db.prepare(`SELECT count(*) AS n FROM leases WHERE shard_id = ? AND state = 'active'`).get(lease.shard_id) as { n: number };
+    if (others.n > 0) return;
+    const res = this.db.prepare(`UPDATE shards SET state = 'queued' WHERE id = ? AND state = 'leased'`).run(lease.shard_id);
+    if (res.changes > 0) {
+      this.db
+        .prepare(`UPDATE jobs SET leased_shards = max(leased_shards - 1, 0), updated_at = ? WHERE id = (SELECT job_id FROM shards WHERE id = ?)`)
+        .run(now, lease.shard_id);
+    }
+  }
+
+  async acceptResult(token: string, now: number, flops: number): Promise<AcceptOutcome> {
+    return this.db
+      .transaction((): AcceptOutcome => {
+        const lease = this.db.prepare(`SELECT * FROM leases WHERE token = ?`).get(token) as LeaseRow | undefined;
+        if (!lease) return { accepted: false, reason: 'LEASE_UNKNOWN' };
+        const shard = this.db.prepare(`SELECT * FROM shards WHERE id = ?`).get(lease.shard_id) as ShardRow;
+        const job = this.jobById(shard.job_id)!;
+        if (job.status !== 'queued' && job.status !== 'running') return { accepted: false, reason: 'JOB_NOT_ACTIVE' };
+        if (shard.state === 'verified') return { accepted: false, reason: 'ALREADY_VERIFIED' };
+        const wasLeased = shard.state === 'leased';
+        this.db.prepare(`UPDATE leases SET state = 'returned', ended_at = ? WHERE token = ?`).run(now, token);
+        this.db
+          .prepare(`UPDATE leases SET state = 'superseded', ended_at = ? WHERE shard_id = ? AND state = 'active'`)
+          .run(now, shard.id);
+        this.db
+          .prepare(`UPDATE shards SET state = 'verified', verified_by = ?, verified_at = ?, returned = 1 WHERE id = ?`)
+          .run(lease.contributor_id, now, shard.id);
+        this.db
+          .prepare(
+            `UPDATE jobs SET verified_shards = verified_shards + 1, returned_shards = returned_shards + ?,
+               leased_shards = max(leased_shards - ?, 0), updated_at = ? WHERE id = ?`,
+          )
+          .run(shard.returned ? 0 : 1, wasLeased ? 1 : 0, now, job.id);
+        this.db
+          .prepare(`UPDATE contributors SET verified_shards = verified_shards + 1, flops = flops + ? WHERE id = ?`)
+          .run(flops, lease.contributor_id);
+        const after = this.jobById(job.id)!;
+        return { accepted: true, jobVerified: after.verifiedShards === after.totalShards };
+      })
+      .immediate();
+  }
+
+  async rejectResult(token: string, now: number, maxFailures: number, reason: string): Promise<RejectOutcome> {
+    return this.db
+      .transaction((): RejectOutcome => {
+        const lease = this.db.prepare(`SELECT * FROM leases WHERE token = ?`).get(token) as LeaseRow | undefined;
+        if (!lease || (lease.state !== 'active' && lease.state !== 'expired')) return {};
+        const shard = this.db.prepare(`SELECT * FROM shards WHERE id = ?`).get(lease.shard_id) as ShardRow;
+        this.endLease(lease, 'rejected', now);
+        this.db.prepare(`UPDATE shards SET failures = failures + 1, returned = 1 WHERE id = ?`).run(shard.id);
+        this.db
+          .prepare(`UPDATE jobs SET returned_shards = returned_shards + ?, updated_at = ? WHERE id = ?`)
+          .run(shard.returned ? 0 : 1, now, shard.job_id);
+        this.db.prepare(`UPDATE contributors SET rejected_shards = rejected_shards + 1 WHERE id = ?`).run(lease.contributor_id);
+        if (shard.failures + 1 >= maxFailures && shard.state !== 'verified') {
+          return { jobFailed: `shard ${shard.id} failed verification ${shard.failures + 1} times (last: ${reason})` };
+        }
+        return {};
+      })
+      .immediate();
+  }
+
+  async releaseLease(token: string, sessionId: string, now: number): Promise<boolean> {
+    return this.db
+      .transaction(() => {
+        const lease = this.db.prepare(`SELECT * FROM leases WHERE token = ? AND session_id = ? AND state = 'active'`).get(token, sessionId) as
+          | LeaseRow
+          | undefined;
+        if (!lease) return false;
+        this.endLease(lease, 'released', now);
+        return true;
+      })
+      .immediate();
+  }
+
+  private endLeasesWhere(where: string, params: unknown[], state: LeaseState, now: number): number {
+    return this.db
+      .transaction(() => {
+        const leases = this.db.prepare(`SELECT * FROM leases WHERE state = 'active' AND ${where}`).all(...params) as LeaseRow[];
+        for (const l of leases) this.endLease(l, state, now);
+        return leases.length;
+      })
+      .immediate();
+  }
+
+  async releaseSession(sessionId: string, now: number): Promise<number> {
+    return this.endLeasesWhere('session_id = ?', [sessionId], 'released', now);
+  }
+
+  async expireLeases(now: number): Promise<number> {
+    return this.endLeasesWhere('deadline < ?', [now], 'expired', now);
+  }
+
+  async releaseAllActiveLeases(now: number): Promise<number> {
+    return this.endLeasesWhere('1 = 1', [], 'released', now);
+  }
+
+  async registerContributor(c: { id: string; tokenHash: string; kind: string; adapter: string; now: number }): Promise<void> {
+    this.db
+      .prepare(`INSERT INTO contributors (id, token_hash, kind, adapter, created_at, last_seen_at) VALUES (?, ?, ?, ?, ?, ?)`)
+      .run(c.id, c.tokenHash, c.kind, c.adapter, c.now, c.now);
+  }
+
+  async findContributorByTokenHash(tokenHash: string): Promise<ContributorRecord | undefined> {
+    const row = this.db.prepare(`SELECT id FROM contributors WHERE token_hash = ?`).get(tokenHash) as { id: string } | undefined;
+    return row ? this.getContributor(row.id) : undefined;
+  }
+
+  async touchContributor(id: string, kind: string, adapter: string, now: number): Promise<void> {
+    this.db.prepare(`UPDATE contributors SET kind = ?, adapter = ?, last_seen_at = ? WHERE id = ?`).run(kind, adapter, now, id);
+  }
+
+  async getContributor(id: string): Promise<ContributorRecord | undefined> {
+    const r = this.db.prepare(`SELECT * FROM contributors WHERE id = ?`).get(id) as
+      | { id: string; kind: string; created_at: number; last_seen_at: number; verified_shards: number; rejected_shards: number; flops: number }
+      | undefined;
+    if (!r) return undefined;
+    return {
+      id: r.id,
+      kind: r.kind,
+      createdAt: r.created_at,
+      lastSeenAt: r.last_seen_at,
+      verifiedShards: r.verified_shards,
+      rejectedShards: r.rejected_shards,
+      flops: r.flops,
+    };
+  }
+}

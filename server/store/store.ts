@@ -1,0 +1,158 @@
+/**
+ * The coordinator's one store interface. Every job, shard, lease and
+ * contributor transition goes through it, each one atomic, so that an engine
+ * other than SQLite (PostgreSQL for several coordinators) can take its place.
+ * Methods are async for that reason even though SQLite answers synchronously.
+ */
+import type { JobStatus, JobType } from '../../shared/api';
+
+export interface PanelRecord {
+  side: 'a' | 'b';
+  idx: number;
+  sha256: string;
+  bytes: number;
+}
+
+export interface NewShard {
+  id: string;
+  idx: number;
+  rowPanel: number;
+  colPanel: number;
+  row0: number;
+  col0: number;
+  rows: number;
+  cols: number;
+}
+
+export interface NewJob {
+  id: string;
+  type: JobType;
+  owner: string | null;
+  priority: number;
+  m: number;
+  k: number;
+  n: number;
+  tileRows: number;
+  tileCols: number;
+  panels: PanelRecord[];
+  shards: NewShard[];
+  now: number;
+}
+
+export interface JobRecord {
+  id: string;
+  type: JobType;
+  status: JobStatus;
+  owner: string | null;
+  priority: number;
+  m: number;
+  k: number;
+  n: number;
+  tileRows: number;
+  tileCols: number;
+  totalShards: number;
+  returnedShards: number;
+  verifiedShards: number;
+  reason: string | null;
+  createdAt: number;
+  updatedAt: number;
+  completedAt: number | null;
+}
+
+/** A shard as the dispatcher needs it to build a lease message. */
+export interface ShardWork {
+  shardId: string;
+  jobId: string;
+  rows: number;
+  cols: number;
+  k: number;
+  a: PanelRecord;
+  b: PanelRecord;
+}
+
+export interface GrantedLease extends ShardWork {
+  token: string;
+  deadline: number;
+}
+
+export interface LeaseGrantRequest {
+  contributorId: string;
+  sessionId: string;
+  max: number;
+  now: number;
+  /** Milliseconds the contributor gets for this shard. */
+  leaseMsFor: (work: ShardWork) => number;
+  /** Skips shards whose panels exceed what the contributor's device can bind. */
+  maxPanelBytes: number;
+}
+
+export type LeaseState = 'active' | 'returned' | 'rejected' | 'expired' | 'released' | 'superseded' | 'cancelled';
+
+export interface LeaseLookup {
+  token: string;
+  state: LeaseState;
+  contributorId: string;
+  sessionId: string;
+  deadline: number;
+  shardId: string;
+  shardState: 'queued' | 'leased' | 'verified' | 'cancelled';
+  row0: number;
+  col0: number;
+  rows: number;
+  cols: number;
+  job: JobRecord;
+  a: PanelRecord;
+  b: PanelRecord;
+}
+
+export type AcceptOutcome =
+  | { accepted: true; jobVerified: boolean }
+  | { accepted: false; reason: 'ALREADY_VERIFIED' | 'JOB_NOT_ACTIVE' | 'LEASE_UNKNOWN' };
+
+export interface RejectOutcome {
+  /** Set when this rejection made the job fail. */
+  jobFailed?: string;
+}
+
+export interface ContributorRecord {
+  id: string;
+  kind: string;
+  createdAt: number;
+  lastSeenAt: number;
+  verifiedShards: number;
+  rejectedShards: number;
+  flops: number;
+}
+
+export interface Store {
+  createJob(job: NewJob): Promise<void>;
+  getJob(id: string): Promise<JobRecord | undefined>;
+  listJobs(filter: { owner?: string | null; limit: number }): Promise<JobRecord[]>;
+  jobPanels(jobId: string): Promise<PanelRecord[]>;
+  /** Cancels the job and its unfinished shards and leases; returns the sessions holding revoked leases. */
+  cancelJob(id: string, now: number, reason: string): Promise<{ job: JobRecord; revoked: { sessionId: string; shardId: string }[] } | undefined>;
+  finishJob(id: string, status: 'completed' | 'failed', now: number, reason?: string): Promise<void>;
+  /** Jobs still marked active although every shard is verified (a crash hit between the two steps). */
+  jobsAwaitingFinalize(): Promise<JobRecord[]>;
+  /** Drops the job's panel references; returns blobs that no other job refers to any more. */
+  releaseJobPanels(jobId: string): Promise<string[]>;
+  /** Every blob any job still refers to (for garbage collection at start). */
+  referencedBlobs(): Promise<Set<string>>;
+
+  grantLeases(req: LeaseGrantRequest): Promise<GrantedLease[]>;
+  findLease(token: string): Promise<LeaseLookup | undefined>;
+  acceptResult(token: string, now: number, flops: number): Promise<AcceptOutcome>;
+  rejectResult(token: string, now: number, maxFailures: number, reason: string): Promise<RejectOutcome>;
+  releaseLease(token: string, sessionId: string, now: number): Promise<boolean>;
+  releaseSession(sessionId: string, now: number): Promise<number>;
+  expireLeases(now: number): Promise<number>;
+  /** Marks every lease active at start-up as released: their sockets died with the old process. */
+  releaseAllActiveLeases(now: number): Promise<number>;
+
+  registerContributor(c: { id: string; tokenHash: string; kind: string; adapter: string; now: number }): Promise<void>;
+  findContributorByTokenHash(tokenHash: string): Promise<ContributorRecord | undefined>;
+  touchContributor(id: string, kind: string, adapter: string, now: number): Promise<void>;
+  getContributor(id: string): Promise<ContributorRecord | undefined>;
+
+  close(): void;
+}

@@ -1,0 +1,136 @@
+/**
+ * Freivalds' test for a tile C ≈ A·B (A: rows×k, B: k×cols, C: rows×cols,
+ * all row-major float32). Each round draws a random vector r and compares
+ * C·r with A·(B·r): O(k·(rows+cols) + rows·cols) work instead of O(rows·k·cols).
+ *
+ * Tolerance. An honest float32 dot product of length k, summed in any order,
+ * differs from the exact one by at most γ_k·Σ|a_ip||b_pj| with
+ * γ_k = k·u / (1 − k·u), u = 2⁻²⁴ (Higham, Accuracy and Stability of Numerical
+ * Algorithms, Th. 3.5). Multiplying by r and summing over j gives, for row i,
+ *     |(C·r)_i − (A·B·r)_i| ≤ γ_k · (|A|·(|B|·|r|))_i,
+ * which we compute in float64 alongside the check (the float64 evaluation adds
+ * at most (k+cols+2)·2⁻⁵³ relative, included below). This is a worst-case bound,
+ * so an honest contributor is never rejected, whatever its summation order or
+ * use of fused multiply-add. Subnormals flushed to zero add at most 2⁻¹²⁶ per
+ * product, covered by the absolute term.
+ *
+ * Error probability. r has independent standard normal entries, drawn after the
+ * result arrived. For a wrong row e_i = (C − A·B)_i the residual e_i·r is
+ * N(0, ‖e_i‖²), so one round accepts it with probability
+ * P(|e_i·r| ≤ τ_i) ≤ 2τ_i / (‖e_i‖·√(2π)) < 0.8·τ_i/‖e_i‖; over R independent rounds
+ * the chance of accepting is at most (0.8·τ_i/‖e_i‖)^R. An error ten times the
+ * tolerance therefore survives three rounds with probability below 5.2·10⁻⁴, and
+ * one a thousand times larger below 5.2·10⁻¹⁰. Errors below τ are by definition
+ * indistinguishable from honest rounding.
+ */
+
+export interface FreivaldsOptions {
+  /** Independent random vectors; each one multiplies the detection power. */
+  rounds?: number;
+  /** Source of uniform randoms in [0, 1); defaults to crypto.getRandomValues. */
+  random?: () => number;
+}
+
+export interface FreivaldsResult {
+  ok: boolean;
+  /** Largest |C·r − A·B·r| / tolerance seen; > 1 means rejected. */
+  worstRatio: number;
+  /** First row that failed, when rejected. */
+  badRow?: number;
+  reason?: string;
+}
+
+const U = 2 ** -24;
+const FTZ_PER_PRODUCT = 2 ** -126;
+
+export function float32DotTolerance(k: number, cols: number): number {
+  const ku = k * U;
+  if (ku >= 1) return Infinity;
+  return ku / (1 - ku) + (k + cols + 2) * 2 ** -53;
+}
+
+function cryptoRandom(): () => number {
+  const buf = new Uint32Array(256);
+  let i = buf.length;
+  return () => {
+    if (i === buf.length) {
+      globalThis.crypto.getRandomValues(buf);
+      i = 0;
+    }
+    return (buf[i++]! + 0.5) / 2 ** 32;
+  };
+}
+
+function gaussianVector(n: number, random: () => number): Float64Array {
+  const r = new Float64Array(n);
+  for (let j = 0; j < n; j += 2) {
+    // Box–Muller; random() is never 0, so the log is finite.
+    const radius = Math.sqrt(-2 * Math.log(random()));
+    const angle = 2 * Math.PI * random();
+    r[j] = radius * Math.cos(angle);
+    if (j + 1 < n) r[j + 1] = radius * Math.sin(angle);
+  }
+  return r;
+}
+
+export function freivaldsCheck(
+  a: Float32Array,
+  b: Float32Array,
+  c: Float32Array,
+  rows: number,
+  k: number,
+  cols: number,
+  opts: FreivaldsOptions = {},
+): FreivaldsResult {
+  if (a.length !== rows * k || b.length !== k * cols || c.length !== rows * cols) {
+    return { ok: false, worstRatio: Infinity, reason: 'operand sizes do not match the tile' };
+  }
+  for (let i = 0; i < c.length; i++) {
+    if (!Number.isFinite(c[i]!)) return { ok: false, worstRatio: Infinity, badRow: Math.floor(i / cols), reason: 'result contains NaN or Infinity' };
+  }
+  const gamma = float32DotTolerance(k, cols);
+  const random = opts.random ?? cryptoRandom();
+  const rounds = opts.rounds ?? 3;
+  const br = new Float64Array(k);
+  const babs = new Float64Array(k);
+  let worst = 0;
+  for (let round = 0; round < rounds; round++) {
+    const r = gaussianVector(cols, random);
+    let rAbsSum = 0;
+    for (let j = 0; j < cols; j++) rAbsSum += Math.abs(r[j]!);
+    for (let p = 0; p < k; p++) {
+      let s = 0;
+      let sAbs = 0;
+      const off = p * cols;
+      for (let j = 0; j < cols; j++) {
+        const bpj = b[off + j]!;
+        s += bpj * r[j]!;
+        sAbs += Math.abs(bpj * r[j]!);
+      }
+      br[p] = s;
+      babs[p] = sAbs;
+    }
+    const absFloor = k * FTZ_PER_PRODUCT * rAbsSum;
+    for (let i = 0; i < rows; i++) {
+      let abr = 0;
+      let bound = 0;
+      const aOff = i * k;
+      for (let p = 0; p < k; p++) {
+        const aip = a[aOff + p]!;
+        abr += aip * br[p]!;
+        bound += Math.abs(aip) * babs[p]!;
+      }
+      let cr = 0;
+      const cOff = i * cols;
+      for (let j = 0; j < cols; j++) cr += c[cOff + j]! * r[j]!;
+      const tol = gamma * bound + absFloor;
+      const diff = Math.abs(cr - abr);
+      const ratio = tol > 0 ? diff / tol : diff === 0 ? 0 : Infinity;
+      if (ratio > worst) worst = ratio;
+      if (!(diff <= tol)) {
+        return { ok: false, worstRatio: worst, badRow: i, reason: `row ${i} differs from A·B by ${diff.toExponential(3)} (tolerance ${tol.toExponential(3)})` };
+      }
+    }
+  }
+  return { ok: true, worstRatio: worst };
+}

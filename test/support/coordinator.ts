@@ -1,0 +1,71 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfig, type Config } from '../../server/config';
+import { startCoordinator, type Coordinator } from '../../server/coordinator';
+import { createLogger } from '../../server/logger';
+import { decodeNpy } from '../../shared/npy';
+import type { JobView } from '../../shared/api';
+import { npyBlob } from './matrices';
+
+export interface TestCoordinator extends Coordinator {
+  dataDir: string;
+  config: Config;
+  /** Closes the coordinator and deletes its data directory. */
+  dispose(): Promise<void>;
+}
+
+export async function makeDataDir(): Promise<string> {
+  return mkdtemp(join(tmpdir(), 'tessera-test-'));
+}
+
+export function testConfig(dataDir: string, overrides: Partial<Config> = {}): Config {
+  return { ...loadConfig({ TESSERA_DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1' }), ...overrides };
+}
+
+export async function startTestCoordinator(overrides: Partial<Config> = {}, dataDir?: string): Promise<TestCoordinator> {
+  const dir = dataDir ?? (await makeDataDir());
+  const config = testConfig(dir, overrides);
+  const c = await startCoordinator(config, createLogger(process.env.TESSERA_TEST_LOG ?? 'silent'));
+  return {
+    ...c,
+    dataDir: dir,
+    config,
+    async dispose() {
+      await c.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function submitMatmul(url: string, a: { rows: number; cols: number; data: Float32Array }, b: { rows: number; cols: number; data: Float32Array }): Promise<JobView> {
+  const form = new FormData();
+  form.set('type', 'matmul');
+  form.set('a', npyBlob(a.rows, a.cols, a.data), 'a.npy');
+  form.set('b', npyBlob(b.rows, b.cols, b.data), 'b.npy');
+  const res = await fetch(`${url}/api/v1/jobs`, { method: 'POST', body: form });
+  if (res.status !== 201) throw new Error(`submit failed: ${res.status} ${await res.text()}`);
+  return (await res.json()) as JobView;
+}
+
+export async function getJob(url: string, id: string): Promise<JobView> {
+  const res = await fetch(`${url}/api/v1/jobs/${id}`);
+  if (!res.ok) throw new Error(`GET job ${id}: ${res.status}`);
+  return (await res.json()) as JobView;
+}
+
+export async function waitForJob(url: string, id: string, timeoutMs = 60_000, until: (j: JobView) => boolean = (j) => j.status !== 'queued' && j.status !== 'running'): Promise<JobView> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const job = await getJob(url, id);
+    if (until(job)) return job;
+    if (Date.now() > deadline) throw new Error(`job ${id} still ${job.status} after ${timeoutMs} ms (${JSON.stringify(job.progress)})`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export async function downloadResult(url: string, id: string): Promise<{ shape: number[]; data: Float32Array }> {
+  const res = await fetch(`${url}/api/v1/jobs/${id}/result`);
+  if (!res.ok) throw new Error(`result ${id}: ${res.status} ${await res.text()}`);
+  return decodeNpy(new Uint8Array(await res.arrayBuffer()));
+}

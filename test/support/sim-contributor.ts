@@ -1,0 +1,154 @@
+import { io, type Socket } from 'socket.io-client';
+import { matmulReference } from '../../shared/matmul-reference';
+import {
+  PROTOCOL_VERSION,
+  type ClientToServerEvents,
+  type Lease,
+  type ResultReply,
+  type ServerToClientEvents,
+} from '../../shared/protocol';
+import { WEBGPU_DEFAULT_LIMITS } from '../../shared/tiling';
+
+export type SimSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
+
+/** How a simulated contributor turns a lease into a reply (or into no reply). */
+export type Behaviour =
+  | { kind: 'honest'; delayMs?: number }
+  | { kind: 'flip-one' }
+  | { kind: 'noise'; scale: number }
+  | { kind: 'scale'; factor: number }
+  /** Disconnects after taking its first lease, as a closed tab does. */
+  | { kind: 'vanish' }
+  /** Takes leases and never answers. */
+  | { kind: 'silent' };
+
+export interface SimStats {
+  verified: number;
+  rejected: number;
+  errors: string[];
+}
+
+/**
+ * A contributor in Node: same protocol as the page, computing tiles on the CPU
+ * with the reference matmul (or lying, when told to).
+ */
+export class SimContributor {
+  readonly socket: SimSocket;
+  readonly stats: SimStats = { verified: 0, rejected: 0, errors: [] };
+  contributorId = '';
+  token: string | undefined;
+  private running = false;
+  private wake: (() => void) | undefined;
+
+  constructor(
+    private readonly url: string,
+    private readonly behaviour: Behaviour = { kind: 'honest' },
+    opts: { token?: string } = {},
+  ) {
+    this.token = opts.token;
+    this.socket = io(url, { transports: ['websocket'], reconnection: false, forceNew: true });
+    this.socket.on('work:available', () => this.wakeUp());
+  }
+
+  async connect(): Promise<this> {
+    if (!this.socket.connected) await new Promise<void>((resolve, reject) => {
+      this.socket.once('connect', () => resolve());
+      this.socket.once('connect_error', reject);
+    });
+    const reply = await this.socket.timeout(10_000).emitWithAck('hello', {
+      protocol: PROTOCOL_VERSION,
+      ...(this.token ? { token: this.token } : {}),
+      agent: { kind: 'simulated', userAgent: 'vitest' },
+      adapter: { vendor: 'cpu', architecture: 'reference', device: '', description: 'simulated contributor' },
+      limits: WEBGPU_DEFAULT_LIMITS,
+    });
+    if (!reply.ok) throw new Error(`hello failed: ${reply.error.message}`);
+    this.contributorId = reply.contributorId;
+    this.token = reply.token;
+    return this;
+  }
+
+  private wakeUp(): void {
+    const w = this.wake;
+    this.wake = undefined;
+    w?.();
+  }
+
+  /** Works until stopped or disconnected. */
+  run(): Promise<void> {
+    this.running = true;
+    return this.loop();
+  }
+
+  stop(): void {
+    this.running = false;
+    this.wakeUp();
+  }
+
+  disconnect(): void {
+    this.stop();
+    this.socket.disconnect();
+  }
+
+  private async loop(): Promise<void> {
+    while (this.running && this.socket.connected) {
+      let reply;
+      try {
+        reply = await this.socket.timeout(10_000).emitWithAck('lease:request', { max: 1 });
+      } catch (err) {
+        if (!this.socket.connected) return;
+        throw err;
+      }
+      if (!reply.ok) throw new Error(`lease:request failed: ${reply.error.message}`);
+      if (reply.leases.length === 0) {
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, Math.min(reply.retryAfterMs ?? 200, 200));
+          this.wake = () => {
+            clearTimeout(t);
+            resolve();
+          };
+        });
+        continue;
+      }
+      for (const lease of reply.leases) {
+        const done = await this.handle(lease);
+        if (!done) return;
+      }
+    }
+  }
+
+  /** Returns false when this contributor stops working for good. */
+  private async handle(lease: Lease): Promise<boolean> {
+    const b = this.behaviour;
+    if (b.kind === 'vanish') {
+      this.disconnect();
+      return false;
+    }
+    if (b.kind === 'silent') return true;
+    const c = await this.compute(lease);
+    if (b.kind === 'honest' && b.delayMs) await new Promise((r) => setTimeout(r, b.delayMs));
+    if (b.kind === 'flip-one') c[Math.floor(c.length / 2)]! += 1 + Math.abs(c[Math.floor(c.length / 2)]!);
+    if (b.kind === 'noise') for (let i = 0; i < c.length; i++) c[i]! += (Math.random() - 0.5) * b.scale;
+    if (b.kind === 'scale') for (let i = 0; i < c.length; i++) c[i]! *= b.factor;
+    const reply: ResultReply = await this.socket
+      .timeout(30_000)
+      .emitWithAck('lease:result', { shardId: lease.shardId, leaseToken: lease.leaseToken, computeMs: 1, c: new Uint8Array(c.buffer) });
+    if (reply.ok) this.stats.verified++;
+    else {
+      this.stats.rejected++;
+      this.stats.errors.push(reply.error.code);
+    }
+    return true;
+  }
+
+  async fetchPanel(ref: Lease['a']): Promise<Float32Array> {
+    const res = await fetch(new URL(ref.url, this.url));
+    if (!res.ok) throw new Error(`blob fetch ${res.status}`);
+    return new Float32Array(await res.arrayBuffer());
+  }
+
+  async compute(lease: Lease): Promise<Float32Array> {
+    const [a, b] = await Promise.all([this.fetchPanel(lease.a), this.fetchPanel(lease.b)]);
+    return matmulReference(a, b, lease.rows, lease.k, lease.cols);
+  }
+}
