@@ -10,7 +10,14 @@ export default defineConfig({
     outDir: fileURLToPath(new URL('./dist/client', import.meta.url)),
     emptyOutDir: true,
     target: 'es2022',
-    rollupOptions: { input: { index: fileURLToPath(new URL('./client/index.html', import.meta.url)) } },
+    rollupOptions: {
+      input: { index: fileURLToPath(new URL('./client/index.html', import.meta.url)) },
+      onwarn(warning, warn) {
+        // zod's sources carry /* @__PURE__ */ hints in places Rollup ignores; harmless noise.
+        if (warning.code === 'INVALID_ANNOTATION') return;
+        warn(warning);
+      },
+    },
   },
   worker: { format: 'es' },
   server: {

@@ -7,6 +7,6 @@ export default defineConfig({
     hookTimeout: 120_000,
     // Two cores here: the browser tests and CPU-heavy simulated contributors share them.
     maxWorkers: 2,
-    reporters: process.env.CI ? ['default'] : ['default'],
+    globalSetup: ['test/support/build-client.ts'],
   },
 });

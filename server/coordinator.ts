@@ -55,7 +55,10 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
   const finisher = new JobFinisher(store, results, blobs, log);
   await finisher.recover();
 
-  const http = createServer();
+  // Socket.IO wraps the server's existing request listener so that /socket.io/ never reaches express:
+  // the listener must exist before the Socket.IO server is attached.
+  let app: ReturnType<typeof createApp> | undefined;
+  const http = createServer((req, res) => app!(req, res));
   const io: ContributorServer = new SocketServer(http, {
     maxHttpBufferSize: MAX_RESULT_BYTES + 64 * 1024,
     pingInterval: 10_000,
@@ -80,7 +83,7 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
   attachContributorChannel(io, { store, dispatcher, helloTimeoutMs: config.helloTimeoutMs, log });
 
   let ready = false;
-  const app = createApp({
+  app = createApp({
     config,
     store,
     blobs,
@@ -94,7 +97,6 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
       for (const r of revoked) io.to(r.sessionId).emit('lease:revoked', { shardId: r.shardId, reason: 'job cancelled' });
     },
   });
-  http.on('request', app);
   await new Promise<void>((resolve, reject) => {
     http.once('error', reject);
     http.listen(config.port, config.host, resolve);

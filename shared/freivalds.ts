@@ -3,16 +3,21 @@
  * all row-major float32). Each round draws a random vector r and compares
  * C·r with A·(B·r): O(k·(rows+cols) + rows·cols) work instead of O(rows·k·cols).
  *
- * Tolerance. An honest float32 dot product of length k, summed in any order,
- * differs from the exact one by at most γ_k·Σ|a_ip||b_pj| with
- * γ_k = k·u / (1 − k·u), u = 2⁻²⁴ (Higham, Accuracy and Stability of Numerical
- * Algorithms, Th. 3.5). Multiplying by r and summing over j gives, for row i,
- *     |(C·r)_i − (A·B·r)_i| ≤ γ_k · (|A|·(|B|·|r|))_i,
- * which we compute in float64 alongside the check (the float64 evaluation adds
- * at most (k+cols+2)·2⁻⁵³ relative, included below). This is a worst-case bound,
- * so an honest contributor is never rejected, whatever its summation order or
- * use of fused multiply-add. Subnormals flushed to zero add at most 2⁻¹²⁶ per
- * product, covered by the absolute term.
+ * Tolerance. An honest float32 dot product of length k differs from the exact
+ * one by at most γ·Σ_p|a_ip||b_pj|. The worst case over every summation order
+ * is γ = k·u/(1 − k·u), u = 2⁻²⁴ (Higham, Accuracy and Stability of Numerical
+ * Algorithms, Th. 3.5); it grows like k although real errors grow like √k,
+ * so for long sums we use the probabilistic bound γ = λ·√k·u with λ = 8
+ * (Higham & Mary, SIAM J. Sci. Comput. 41(5), 2019, Th. 2.4: it fails with
+ * probability at most 2k·exp(−λ²(1−u)²/2) ≈ 2.5·10⁻¹⁴·k under their model of
+ * independent rounding errors), and the rigorous one whenever it is smaller
+ * (k < 64). Multiplying by r and summing over j gives, for row i,
+ *     |(C·r)_i − (A·B·r)_i| ≤ γ · (|A|·(|B|·|r|))_i,
+ * computed in float64 alongside the check; the float64 evaluation itself adds
+ * at most (k+cols+2)·2⁻⁵³ relative, included. Subnormals flushed to zero add
+ * at most 2⁻¹²⁶ per product, covered by the absolute term. An error smaller
+ * than this tolerance cannot be told apart from honest rounding; the trust
+ * layer's canaries and replication cover errors that small.
  *
  * Error probability. r has independent standard normal entries, drawn after the
  * result arrived. For a wrong row e_i = (C − A·B)_i the residual e_i·r is
@@ -43,10 +48,14 @@ export interface FreivaldsResult {
 const U = 2 ** -24;
 const FTZ_PER_PRODUCT = 2 ** -126;
 
+/** Higham & Mary's λ: the bound fails with probability ≤ 2k·exp(−λ²/2) per dot product. */
+const LAMBDA = 8;
+
 export function float32DotTolerance(k: number, cols: number): number {
   const ku = k * U;
-  if (ku >= 1) return Infinity;
-  return ku / (1 - ku) + (k + cols + 2) * 2 ** -53;
+  const worstCase = ku < 1 ? ku / (1 - ku) : Infinity;
+  const probabilistic = LAMBDA * Math.sqrt(k) * U;
+  return Math.min(worstCase, probabilistic) + (k + cols + 2) * 2 ** -53;
 }
 
 function cryptoRandom(): () => number {

@@ -155,7 +155,7 @@ export function fortranToC(src: Float32Array, shape: readonly number[]): Float32
 }
 
 /** The header bytes (format 1.0, padded to 64 bytes) for a C-ordered float32 array. */
-export function encodeNpyHeader(shape: readonly number[]): Uint8Array {
+export function encodeNpyHeader(shape: readonly number[]): Uint8Array<ArrayBuffer> {
   const shapeText = shape.length === 1 ? `(${shape[0]},)` : `(${shape.join(', ')})`;
   const dict = `{'descr': '<f4', 'fortran_order': False, 'shape': ${shapeText}, }`;
   const unpadded = PREFIX_V1 + dict.length + 1;
@@ -171,7 +171,7 @@ export function encodeNpyHeader(shape: readonly number[]): Uint8Array {
   return out;
 }
 
-export function encodeNpy(tensor: Tensor): Uint8Array {
+export function encodeNpy(tensor: Tensor): Uint8Array<ArrayBuffer> {
   const header = encodeNpyHeader(tensor.shape);
   const out = new Uint8Array(header.length + tensor.data.byteLength);
   out.set(header, 0);

@@ -45,7 +45,7 @@ export async function receiveMultipart(req: Request, dir: string, limits: Multip
   try {
     bb = busboy({
       headers: req.headers,
-      limits: { fileSize: limits.maxFileBytes, files: limits.allowedFiles.length, fields: limits.maxFields ?? 16, fieldSize: 4096, parts: 64 },
+      limits: { fileSize: limits.maxFileBytes, files: limits.allowedFiles.length + 2, fields: limits.maxFields ?? 16, fieldSize: 4096, parts: 64 },
     });
   } catch (err) {
     throw new HttpError(400, 'BAD_MULTIPART', `malformed multipart request: ${(err as Error).message}`);
@@ -81,7 +81,7 @@ export async function receiveMultipart(req: Request, dir: string, limits: Multip
       fail(new HttpError(413, 'TOO_LARGE', `file "${name}" exceeds the upload limit of ${limits.maxFileBytes} bytes`));
       // Stop reading the rest of the request: the client is told at once instead of after the whole upload.
       req.unpipe(bb);
-      stream.resume();
+      stream.destroy();
       stopEarly();
     });
     writes.push(
