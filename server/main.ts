@@ -13,7 +13,7 @@ async function ensureClientBuilt(log: ReturnType<typeof createLogger>): Promise<
   if (existsSync(join(clientDir, 'index.html'))) return;
   log.info('building the contributor page (first start)');
   const { build } = await import('vite');
-  await build({ root, configFile: join(root, 'vite.config.ts'), logLevel: 'warn' });
+  await build({ configFile: join(root, 'vite.config.ts'), logLevel: 'warn' });
 }
 
 async function main(): Promise<void> {

@@ -1,3 +1,4 @@
+import { STATUS_CODES } from 'node:http';
 import type { ErrorRequestHandler } from 'express';
 import type { Logger } from '../logger';
 
@@ -35,7 +36,10 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
     }
     const status = statusOf(err);
     if (status !== undefined && status < 500) {
-      res.status(status).json({ error: { code: 'BAD_REQUEST', message: err instanceof Error ? err.message : 'bad request' } });
+      // Only errors marked `expose` (http-errors' convention) may show their message: others can hold file paths.
+      const exposed = typeof err === 'object' && err !== null && (err as { expose?: unknown }).expose === true && err instanceof Error;
+      const code = status === 404 ? 'NOT_FOUND' : 'BAD_REQUEST';
+      res.status(status).json({ error: { code, message: exposed ? err.message : (STATUS_CODES[status] ?? 'bad request') } });
       return;
     }
     log.error({ err, url: req.originalUrl }, 'unhandled error');
