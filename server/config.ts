@@ -17,6 +17,8 @@ const EnvSchema = z.object({
   TESSERA_LEASE_SWEEP_MS: int(1_000, 10),
   TESSERA_HELLO_TIMEOUT_MS: int(10_000, 100),
   TESSERA_MAX_SHARD_FAILURES: int(5, 1),
+  TESSERA_MAX_LEASES_PER_CONTRIBUTOR: int(4, 1),
+  TESSERA_SPECULATE_AFTER_MS: int(20_000, 0),
 });
 
 export interface Config {
@@ -33,6 +35,8 @@ export interface Config {
   leaseSweepMs: number;
   helloTimeoutMs: number;
   maxShardFailures: number;
+  maxLeasesPerContributor: number;
+  speculateAfterMs: number;
   /** Directory of the built contributor page; absent in tests that need no page. */
   clientDir?: string;
 }
@@ -61,5 +65,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     leaseSweepMs: e.TESSERA_LEASE_SWEEP_MS,
     helloTimeoutMs: e.TESSERA_HELLO_TIMEOUT_MS,
     maxShardFailures: e.TESSERA_MAX_SHARD_FAILURES,
+    maxLeasesPerContributor: e.TESSERA_MAX_LEASES_PER_CONTRIBUTOR,
+    speculateAfterMs: e.TESSERA_SPECULATE_AFTER_MS,
   };
 }

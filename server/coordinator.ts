@@ -74,6 +74,8 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
     policy: { baseMs: config.leaseBaseMs, ...DEFAULT_LEASE_POLICY },
     maxShardFailures: config.maxShardFailures,
     sweepMs: config.leaseSweepMs,
+    maxLeasesPerSession: config.maxLeasesPerContributor,
+    speculateAfterMs: config.speculateAfterMs,
     log,
     notify: {
       workAvailable,

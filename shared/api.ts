@@ -18,6 +18,8 @@ export interface JobView {
   id: string;
   type: JobType;
   status: JobStatus;
+  /** -10..10; higher runs first. Jobs of equal priority share contributors evenly. */
+  priority: number;
   progress: JobProgress;
   /** M×K · K×N → M×N */
   shape: { m: number; k: number; n: number };

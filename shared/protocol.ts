@@ -59,6 +59,12 @@ export const HelloSchema = z.object({
   }),
   adapter: AdapterInfoSchema,
   limits: DeviceLimitsSchema,
+  /** A short self-benchmark run before joining: sizes the first leases until real throughput is measured. */
+  benchmark: z
+    .object({
+      matmulGflops: z.number().positive().max(1e6),
+    })
+    .optional(),
 });
 export type Hello = z.input<typeof HelloSchema>;
 

@@ -18,12 +18,16 @@ export interface LoopDeps {
   kernel: MatmulKernel;
   agentKind: 'page' | 'agent';
   userAgent: string;
+  /** Self-benchmark result sent with hello. */
+  gflops?: number;
   loadToken(): Promise<string | undefined>;
   saveToken(token: string): Promise<void>;
   emit(e: WorkerEvent): void;
 }
 
 const ACK_TIMEOUT_MS = 60_000;
+/** Leases held at once: one computing, one downloading. */
+const PIPELINE = 2;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -96,6 +100,7 @@ export class ContributorLoop {
       agent: { kind: this.deps.agentKind, userAgent: this.deps.userAgent },
       adapter: this.deps.gpu.adapter,
       limits: this.deps.gpu.limits,
+      ...(this.deps.gflops ? { benchmark: { matmulGflops: this.deps.gflops } } : {}),
     });
     if (!reply.ok) {
       this.deps.emit({ type: 'state', state: 'error', message: `${reply.error.code}: ${reply.error.message}` });
@@ -108,37 +113,51 @@ export class ContributorLoop {
     this.wakeUp();
   }
 
+  /**
+   * Keeps up to PIPELINE leases: while one tile computes, the next one's
+   * panels are already downloading, so the GPU does not wait on the network.
+   */
   private async run(): Promise<void> {
+    const queue: { lease: Lease; panels: Promise<[ArrayBuffer, ArrayBuffer]> }[] = [];
     while (this.running) {
       const socket = this.socket;
       if (!socket?.connected || !this.introduced) {
+        queue.length = 0; // leases of a dropped connection were returned by the coordinator
         await this.waitForWake(1_000);
         continue;
       }
       try {
-        const reply = await socket.timeout(ACK_TIMEOUT_MS).emitWithAck('lease:request', { max: 1 });
-        if (!reply.ok) {
-          this.deps.emit({ type: 'state', state: 'error', message: reply.error.message });
-          await this.waitForWake(5_000);
-          continue;
+        if (queue.length < PIPELINE) {
+          const reply = await socket.timeout(ACK_TIMEOUT_MS).emitWithAck('lease:request', { max: PIPELINE - queue.length });
+          if (!reply.ok) {
+            this.deps.emit({ type: 'state', state: 'error', message: reply.error.message });
+            await this.waitForWake(5_000);
+            continue;
+          }
+          for (const lease of reply.leases) {
+            const panels = Promise.all([this.blobs.get(lease.a), this.blobs.get(lease.b)]);
+            panels.catch(() => undefined); // awaited below; avoid an unhandled rejection meanwhile
+            queue.push({ lease, panels });
+          }
+          if (queue.length === 0) {
+            this.deps.emit({ type: 'state', state: 'idle' });
+            await this.waitForWake(reply.retryAfterMs ?? 5_000);
+            continue;
+          }
         }
-        if (reply.leases.length === 0) {
-          this.deps.emit({ type: 'state', state: 'idle' });
-          await this.waitForWake(reply.retryAfterMs ?? 5_000);
-          continue;
-        }
-        for (const lease of reply.leases) await this.work(socket, lease);
+        const next = queue.shift()!;
+        await this.work(socket, next.lease, await next.panels);
       } catch (err) {
-        // Ack timeouts and dropped connections land here; the socket reconnects by itself.
+        // Ack timeouts, failed downloads and dropped connections land here; the socket reconnects by itself.
         this.deps.emit({ type: 'state', state: 'error', message: err instanceof Error ? err.message : String(err) });
         await sleep(1_000);
       }
     }
   }
 
-  private async work(socket: ContributorSocket, lease: Lease): Promise<void> {
+  private async work(socket: ContributorSocket, lease: Lease, [a, b]: [ArrayBuffer, ArrayBuffer]): Promise<void> {
+    if (this.revoked.delete(lease.shardId)) return;
     this.deps.emit({ type: 'state', state: 'working' });
-    const [a, b] = await Promise.all([this.blobs.get(lease.a), this.blobs.get(lease.b)]);
     const t0 = performance.now();
     const c = await this.deps.kernel.run(new Float32Array(a), new Float32Array(b), lease.rows, lease.k, lease.cols);
     const computeMs = performance.now() - t0;

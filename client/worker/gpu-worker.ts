@@ -5,6 +5,7 @@ import { acquireGpu, type GpuHandle } from '../gpu/device';
 import { MatmulKernel } from '../gpu/matmul-kernel';
 import { loadToken, saveToken } from '../storage/identity-store';
 import { ContributorLoop } from './contributor-loop';
+import { selfBenchmarkGflops } from './self-benchmark';
 import type { GpuWorkerApi, ProbeResult, WorkerEvent } from './events';
 
 /**
@@ -48,12 +49,14 @@ const api: GpuWorkerApi = {
     listener = onEvent;
     const g = await ensureGpu();
     loop?.stop();
+    const gflops = await selfBenchmarkGflops(kernel!);
     loop = new ContributorLoop({
       serverUrl,
       gpu: g,
       kernel: kernel!,
       agentKind: 'page',
       userAgent: navigator.userAgent,
+      gflops,
       loadToken,
       saveToken,
       emit: (e) => onEvent(e),

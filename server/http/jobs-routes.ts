@@ -26,6 +26,7 @@ export interface JobsRouteDeps {
 }
 
 const JobIdSchema = z.string().uuid();
+const PrioritySchema = z.coerce.number().int().min(-10).max(10).default(0);
 const ListQuerySchema = z.object({ limit: z.coerce.number().int().min(1).max(1000).default(100) });
 
 function parseOrThrow<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
@@ -59,7 +60,8 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
       const type = body.fields.type;
       if (type === undefined) throw new HttpError(400, 'MISSING_FIELD', `missing form field "type"; one of: ${JOB_TYPES.join(', ')}`);
       if (type !== 'matmul') throw new HttpError(400, 'UNKNOWN_JOB_TYPE', `unknown job type ${JSON.stringify(type)}; one of: ${JOB_TYPES.join(', ')}`);
-      const job = await acceptMatmulJob(deps, body.files, null);
+      const priority = parseOrThrow(PrioritySchema, body.fields.priority, 'form field priority (an integer from -10 to 10)');
+      const job = await acceptMatmulJob(deps, body.files, { owner: null, priority });
       deps.log.info({ jobId: job.id, m: job.m, k: job.k, n: job.n, shards: job.totalShards }, 'job accepted');
       deps.onJobQueued();
       res.status(201).location(`/api/v1/jobs/${job.id}`).json(toJobView(job));

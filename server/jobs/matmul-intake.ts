@@ -84,7 +84,11 @@ async function loadMatrix(file: UploadedFile): Promise<Float32Array> {
  * The job exists only once that transaction commits, so a crash before it
  * leaves no half-accepted job (only unreferenced blobs, collected at start).
  */
-export async function acceptMatmulJob(deps: MatmulIntakeDeps, files: Record<string, UploadedFile>, owner: string | null): Promise<JobRecord> {
+export async function acceptMatmulJob(
+  deps: MatmulIntakeDeps,
+  files: Record<string, UploadedFile>,
+  opts: { owner: string | null; priority: number },
+): Promise<JobRecord> {
   const { config, store, blobs, results } = deps;
   for (const name of ['a', 'b'] as const) {
     if (!files[name]) throw new HttpError(400, 'MISSING_FILE', `missing file "${name}"; matmul needs a (M×K) and b (K×N) as .npy files: -F a=@a.npy -F b=@b.npy`);
@@ -134,6 +138,6 @@ export async function acceptMatmulJob(deps: MatmulIntakeDeps, files: Record<stri
   }));
   await results.create(id, m, n);
   const now = Date.now();
-  await store.createJob({ id, type: 'matmul', owner, priority: 0, m, k, n, tileRows: plan.tileRows, tileCols: plan.tileCols, panels, shards, now });
+  await store.createJob({ id, type: 'matmul', owner: opts.owner, priority: opts.priority, m, k, n, tileRows: plan.tileRows, tileCols: plan.tileCols, panels, shards, now });
   return (await store.getJob(id))!;
 }

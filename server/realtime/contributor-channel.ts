@@ -21,6 +21,7 @@ import type { Store } from '../store/store';
 export interface SocketData {
   contributorId?: string;
   limits?: DeviceLimits;
+  reportedGflops?: number;
 }
 
 export type ContributorServer = Server<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;
@@ -72,8 +73,9 @@ function handler<S extends z.ZodType, R extends Reply>(
 }
 
 function session(socket: ContributorSocket): ContributorSession | undefined {
-  const { contributorId, limits } = socket.data;
-  return contributorId && limits ? { contributorId, sessionId: socket.id, limits } : undefined;
+  const { contributorId, limits, reportedGflops } = socket.data;
+  if (!contributorId || !limits) return undefined;
+  return { contributorId, sessionId: socket.id, limits, ...(reportedGflops ? { reportedGflops } : {}) };
 }
 
 const notIntroduced = { ok: false as const, error: { code: 'NOT_INTRODUCED' as const, message: 'send hello first' } };
@@ -105,6 +107,7 @@ export function attachContributorChannel(io: ContributorServer, deps: ChannelDep
         }
         socket.data.contributorId = contributor!.id;
         socket.data.limits = msg.limits;
+        if (msg.benchmark) socket.data.reportedGflops = msg.benchmark.matmulGflops;
         clearTimeout(helloTimer);
         log.info({ contributorId: contributor!.id, sessionId: socket.id, kind: msg.agent.kind, adapter: msg.adapter }, 'contributor joined');
         return { ok: true as const, contributorId: contributor!.id, token: token!, protocol: PROTOCOL_VERSION };

@@ -4,12 +4,14 @@ import type { JobFinisher } from '../jobs/job-finisher';
 import type { ResultFiles } from '../storage/result-files';
 import type { GrantedLease, Store } from '../store/store';
 import type { MatmulVerifier } from '../verify/matmul-verifier';
-import { leaseDurationMs, shardFlops, type LeasePolicy } from './lease-policy';
+import { leaseDurationMs, shardFlops, updateEstimate, type LeasePolicy, type ThroughputEstimate } from './lease-policy';
 
 export interface ContributorSession {
   contributorId: string;
   sessionId: string;
   limits: DeviceLimits;
+  /** Self-benchmark from hello, if the contributor sent one. */
+  reportedGflops?: number;
 }
 
 export interface DispatcherNotifier {
@@ -25,6 +27,8 @@ export interface DispatcherDeps {
   policy: LeasePolicy;
   maxShardFailures: number;
   sweepMs: number;
+  maxLeasesPerSession: number;
+  speculateAfterMs: number;
   log: Logger;
   notify: DispatcherNotifier;
 }
@@ -46,19 +50,41 @@ function asFloat32(bytes: Uint8Array | ArrayBuffer): Float32Array | undefined {
 /** Hands out shard leases, takes results back through verification, and returns lapsed leases to the queue. */
 export class Dispatcher {
   private sweeper: NodeJS.Timeout | undefined;
+  /** Per connected session: measured speed, and the panels of its last lease (to prefer tiles that reuse them). */
+  private readonly sessions = new Map<string, { speed: ThroughputEstimate; last?: { jobId: string; rowPanel: number; colPanel: number } }>();
+
+  private sessionState(session: ContributorSession) {
+    let st = this.sessions.get(session.sessionId);
+    if (!st) {
+      st = { speed: session.reportedGflops ? { reportedGflops: session.reportedGflops } : {} };
+      this.sessions.set(session.sessionId, st);
+    }
+    return st;
+  }
+
+  /** The measured speed of a session, for tests and monitoring. */
+  speedOf(sessionId: string): ThroughputEstimate | undefined {
+    return this.sessions.get(sessionId)?.speed;
+  }
 
   constructor(private readonly deps: DispatcherDeps) {}
 
   async grant(session: ContributorSession, max: number): Promise<Lease[]> {
     const maxPanelBytes = Math.min(session.limits.maxStorageBufferBindingSize, session.limits.maxBufferSize);
+    const st = this.sessionState(session);
     const granted = await this.deps.store.grantLeases({
       contributorId: session.contributorId,
       sessionId: session.sessionId,
       max,
       now: Date.now(),
       maxPanelBytes,
-      leaseMsFor: (work) => leaseDurationMs(this.deps.policy, work),
+      maxActivePerSession: this.deps.maxLeasesPerSession,
+      speculateAfterMs: this.deps.speculateAfterMs,
+      ...(st.last ? { prefer: st.last } : {}),
+      leaseMsFor: (work) => leaseDurationMs(this.deps.policy, work, st.speed),
     });
+    const last = granted.at(-1);
+    if (last) st.last = { jobId: last.jobId, rowPanel: last.rowPanel, colPanel: last.colPanel };
     for (const g of granted) this.deps.log.debug({ shardId: g.shardId, contributorId: session.contributorId }, 'lease granted');
     return granted.map(toLease);
   }
@@ -93,6 +119,8 @@ export class Dispatcher {
       if (accepted.reason === 'ALREADY_VERIFIED') return err('LEASE_EXPIRED', `shard ${msg.shardId} was already completed by another contributor`);
       return err('JOB_CANCELLED', `job ${lease.job.id} is no longer running`);
     }
+    const st = this.sessionState(session);
+    st.speed = updateEstimate(st.speed, shardFlops({ rows: lease.rows, cols: lease.cols, k: lease.job.k }), Date.now() - lease.grantedAt);
     log.debug({ shardId: msg.shardId, contributorId: session.contributorId }, 'tile verified');
     if (accepted.jobVerified) {
       const job = await store.getJob(lease.job.id);
@@ -110,6 +138,7 @@ export class Dispatcher {
   }
 
   async sessionClosed(sessionId: string): Promise<void> {
+    this.sessions.delete(sessionId);
     const n = await this.deps.store.releaseSession(sessionId, Date.now());
     if (n > 0) {
       this.deps.log.info({ sessionId, leases: n }, 'contributor left; its shards are queued again');

@@ -17,6 +17,7 @@ const MIGRATIONS: readonly string[] = [
     total_shards INTEGER NOT NULL,
     returned_shards INTEGER NOT NULL DEFAULT 0,
     leased_shards INTEGER NOT NULL DEFAULT 0,
+    last_granted_at INTEGER NOT NULL DEFAULT 0,
     verified_shards INTEGER NOT NULL DEFAULT 0,
     reason TEXT,
     created_at INTEGER NOT NULL,

@@ -57,6 +57,7 @@ interface LeaseRow {
   state: string;
   contributor_id: string;
   session_id: string;
+  granted_at: number;
   deadline: number;
   shard_id: string;
 }
@@ -84,6 +85,7 @@ function toJob(r: JobRow): JobRecord {
 }
 
 const ACTIVE_JOB = `status IN ('queued','running')`;
+const EXPIRED_COOLDOWN_MS = 60_000;
 
 /** SQLite (better-sqlite3) engine: the default, embedded, zero-service store. */
 export class SqliteStore implements Store {
@@ -209,54 +211,96 @@ export class SqliteStore implements Store {
   }
 
   async grantLeases(req: LeaseGrantRequest): Promise<GrantedLease[]> {
+    // Jobs of equal priority take turns: the one served longest ago goes next (round robin).
     const pickJob = this.db.prepare(
       `SELECT j.id, j.k FROM jobs j
        WHERE j.${ACTIVE_JOB} AND EXISTS (SELECT 1 FROM shards s WHERE s.state = 'queued' AND s.job_id = j.id)
          AND j.id NOT IN (SELECT value FROM json_each(?))
-       ORDER BY j.priority DESC, j.leased_shards ASC, j.created_at ASC LIMIT 1`,
+       ORDER BY j.priority DESC, j.last_granted_at ASC, j.created_at ASC LIMIT 1`,
     );
-    // A contributor never gets back a shard it already returned a rejected result for.
+    // A contributor never gets back a shard it returned a rejected result for, nor, for a while,
+    // one whose lease it let lapse (a lone slow contributor may retry after the cool-down);
+    // among the rest, tiles sharing the row or column panel of its last lease come first.
     const pickShard = this.db.prepare(
       `SELECT * FROM shards s WHERE s.state = 'queued' AND s.job_id = ?
-         AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.shard_id = s.id AND l.contributor_id = ? AND l.state = 'rejected')
-       ORDER BY s.idx LIMIT 1`,
+         AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.shard_id = s.id AND l.contributor_id = ?
+                         AND (l.state = 'rejected' OR (l.state = 'expired' AND l.ended_at > ?)))
+       ORDER BY (s.row_panel = ?) + (s.col_panel = ?) DESC, s.idx LIMIT 1`,
     );
+    const pickStraggler = this.db.prepare(
+      `SELECT s.*, j.k FROM leases l JOIN shards s ON s.id = l.shard_id JOIN jobs j ON j.id = s.job_id
+       WHERE l.state = 'active' AND l.granted_at < ? AND l.contributor_id != ? AND s.state = 'leased' AND j.${ACTIVE_JOB}
+         AND j.id NOT IN (SELECT value FROM json_each(?))
+         AND (SELECT count(*) FROM leases x WHERE x.shard_id = s.id AND x.state = 'active') = 1
+         AND NOT EXISTS (SELECT 1 FROM leases r WHERE r.shard_id = s.id AND r.contributor_id = ?
+                         AND (r.state = 'rejected' OR (r.state = 'expired' AND r.ended_at > ?)))
+       ORDER BY j.priority DESC, l.granted_at ASC LIMIT 1`,
+    );
+    const activeInSession = this.db.prepare(`SELECT count(*) AS n FROM leases WHERE session_id = ? AND state = 'active'`);
     const insertLease = this.db.prepare(
       `INSERT INTO leases (token, shard_id, contributor_id, session_id, state, granted_at, deadline) VALUES (?, ?, ?, ?, 'active', ?, ?)`,
     );
+    const markLeased = this.db.prepare(`UPDATE shards SET state = 'leased', attempts = attempts + 1 WHERE id = ?`);
+    const countLeased = this.db.prepare(
+      `UPDATE jobs SET status = 'running', leased_shards = leased_shards + 1, last_granted_at = ?, updated_at = ? WHERE id = ?`,
+    );
     return this.db
       .transaction(() => {
+        const held = (activeInSession.get(req.sessionId) as { n: number }).n;
+        const want = Math.min(req.max, req.maxActivePerSession - held);
         const granted: GrantedLease[] = [];
         const skipped: string[] = [];
-        while (granted.length < req.max) {
+        const toWork = (shard: ShardRow, k: number): ShardWork => ({
+          shardId: shard.id,
+          jobId: shard.job_id,
+          rowPanel: shard.row_panel,
+          colPanel: shard.col_panel,
+          rows: shard.rows,
+          cols: shard.cols,
+          k,
+          a: this.panel(shard.job_id, 'a', shard.row_panel),
+          b: this.panel(shard.job_id, 'b', shard.col_panel),
+        });
+        const fits = (w: ShardWork) => w.a.bytes <= req.maxPanelBytes && w.b.bytes <= req.maxPanelBytes;
+        const grant = (work: ShardWork) => {
+          const token = randomUUID();
+          const deadline = req.now + req.leaseMsFor(work);
+          insertLease.run(token, work.shardId, req.contributorId, req.sessionId, req.now, deadline);
+          granted.push({ ...work, token, deadline });
+        };
+        let prefer = req.prefer;
+        while (granted.length < want) {
           const job = pickJob.get(JSON.stringify(skipped)) as { id: string; k: number } | undefined;
           if (!job) break;
-          const shard = pickShard.get(job.id, req.contributorId) as ShardRow | undefined;
+          const same = prefer?.jobId === job.id;
+          const shard = pickShard.get(job.id, req.contributorId, req.now - EXPIRED_COOLDOWN_MS, same ? prefer!.rowPanel : -1, same ? prefer!.colPanel : -1) as ShardRow | undefined;
           if (!shard) {
             skipped.push(job.id);
             continue;
           }
-          const work: ShardWork = {
-            shardId: shard.id,
-            jobId: job.id,
-            rows: shard.rows,
-            cols: shard.cols,
-            k: job.k,
-            a: this.panel(job.id, 'a', shard.row_panel),
-            b: this.panel(job.id, 'b', shard.col_panel),
-          };
-          if (work.a.bytes > req.maxPanelBytes || work.b.bytes > req.maxPanelBytes) {
+          const work = toWork(shard, job.k);
+          if (!fits(work)) {
             skipped.push(job.id); // this device cannot bind the job's panels; leave it to bigger ones
             continue;
           }
-          const token = randomUUID();
-          const deadline = req.now + req.leaseMsFor(work);
-          insertLease.run(token, shard.id, req.contributorId, req.sessionId, req.now, deadline);
-          this.db.prepare(`UPDATE shards SET state = 'leased', attempts = attempts + 1 WHERE id = ?`).run(shard.id);
-          this.db
-            .prepare(`UPDATE jobs SET status = 'running', leased_shards = leased_shards + 1, updated_at = ? WHERE id = ?`)
-            .run(req.now, job.id);
-          granted.push({ ...work, token, deadline });
+          grant(work);
+          markLeased.run(shard.id);
+          countLeased.run(req.now, req.now, job.id);
+          prefer = { jobId: job.id, rowPanel: shard.row_panel, colPanel: shard.col_panel };
+        }
+        const tooLarge: string[] = [];
+        while (granted.length < want && Number.isFinite(req.speculateAfterMs)) {
+          const s = pickStraggler.get(req.now - req.speculateAfterMs, req.contributorId, JSON.stringify(tooLarge), req.contributorId, req.now - EXPIRED_COOLDOWN_MS) as
+            | (ShardRow & { k: number })
+            | undefined;
+          if (!s) break;
+          const work = toWork(s, s.k);
+          if (!fits(work)) {
+            tooLarge.push(s.job_id);
+            continue;
+          }
+          grant(work);
+          this.db.prepare(`UPDATE shards SET attempts = attempts + 1 WHERE id = ?`).run(s.id);
         }
         return granted;
       })
@@ -275,6 +319,7 @@ export class SqliteStore implements Store {
       state: lease.state as LeaseState,
       contributorId: lease.contributor_id,
       sessionId: lease.session_id,
+      grantedAt: lease.granted_at,
       deadline: lease.deadline,
       shardId: shard.id,
       shardState: shard.state as LeaseLookup['shardState'],

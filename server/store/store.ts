@@ -63,6 +63,8 @@ export interface JobRecord {
 export interface ShardWork {
   shardId: string;
   jobId: string;
+  rowPanel: number;
+  colPanel: number;
   rows: number;
   cols: number;
   k: number;
@@ -84,6 +86,16 @@ export interface LeaseGrantRequest {
   leaseMsFor: (work: ShardWork) => number;
   /** Skips shards whose panels exceed what the contributor's device can bind. */
   maxPanelBytes: number;
+  /** Back-pressure: a session never holds more active leases than this. */
+  maxActivePerSession: number;
+  /** Prefer tiles that reuse panels the contributor already holds (its last lease's row and column). */
+  prefer?: { jobId: string; rowPanel: number; colPanel: number };
+  /**
+   * When nothing is queued, a shard leased to someone else longer ago than this may be
+   * leased a second time (a backup copy, as MapReduce does for stragglers); the first
+   * verified result wins. Infinity disables it.
+   */
+  speculateAfterMs: number;
 }
 
 export type LeaseState = 'active' | 'returned' | 'rejected' | 'expired' | 'released' | 'superseded' | 'cancelled';
@@ -93,6 +105,7 @@ export interface LeaseLookup {
   state: LeaseState;
   contributorId: string;
   sessionId: string;
+  grantedAt: number;
   deadline: number;
   shardId: string;
   shardState: 'queued' | 'leased' | 'verified' | 'cancelled';

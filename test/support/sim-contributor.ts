@@ -17,8 +17,8 @@ export type Behaviour =
   | { kind: 'flip-one' }
   | { kind: 'noise'; scale: number }
   | { kind: 'scale'; factor: number }
-  /** Disconnects after taking its first lease, as a closed tab does. */
-  | { kind: 'vanish' }
+  /** Disconnects mid-shard, as a closed tab does: after finishing `afterShards` shards (default 0). */
+  | { kind: 'vanish'; afterShards?: number }
   /** Takes leases and never answers. */
   | { kind: 'silent' };
 
@@ -37,15 +37,21 @@ export class SimContributor {
   readonly stats: SimStats = { verified: 0, rejected: 0, errors: [] };
   contributorId = '';
   token: string | undefined;
+  /** Every lease this contributor was granted, in order. */
+  readonly leases: Lease[] = [];
+  private readonly max: number;
   private running = false;
+  private readonly gflops: number | undefined;
   private wake: (() => void) | undefined;
 
   constructor(
     private readonly url: string,
     private readonly behaviour: Behaviour = { kind: 'honest' },
-    opts: { token?: string } = {},
+    opts: { token?: string; max?: number; gflops?: number } = {},
   ) {
     this.token = opts.token;
+    this.max = opts.max ?? 1;
+    this.gflops = opts.gflops;
     this.socket = io(url, { transports: ['websocket'], reconnection: false, forceNew: true });
     this.socket.on('work:available', () => this.wakeUp());
   }
@@ -61,6 +67,7 @@ export class SimContributor {
       agent: { kind: 'simulated', userAgent: 'vitest' },
       adapter: { vendor: 'cpu', architecture: 'reference', device: '', description: 'simulated contributor' },
       limits: WEBGPU_DEFAULT_LIMITS,
+      ...(this.gflops ? { benchmark: { matmulGflops: this.gflops } } : {}),
     });
     if (!reply.ok) throw new Error(`hello failed: ${reply.error.message}`);
     this.contributorId = reply.contributorId;
@@ -94,7 +101,7 @@ export class SimContributor {
     while (this.running && this.socket.connected) {
       let reply;
       try {
-        reply = await this.socket.timeout(10_000).emitWithAck('lease:request', { max: 1 });
+        reply = await this.socket.timeout(10_000).emitWithAck('lease:request', { max: this.max });
       } catch (err) {
         if (!this.socket.connected) return;
         throw err;
@@ -110,6 +117,7 @@ export class SimContributor {
         });
         continue;
       }
+      this.leases.push(...reply.leases);
       for (const lease of reply.leases) {
         const done = await this.handle(lease);
         if (!done) return;
@@ -120,12 +128,13 @@ export class SimContributor {
   /** Returns false when this contributor stops working for good. */
   private async handle(lease: Lease): Promise<boolean> {
     const b = this.behaviour;
-    if (b.kind === 'vanish') {
+    if (b.kind === 'vanish' && this.stats.verified >= (b.afterShards ?? 0)) {
       this.disconnect();
       return false;
     }
     if (b.kind === 'silent') return true;
     const c = await this.compute(lease);
+    if (!this.socket.connected) return false;
     if (b.kind === 'honest' && b.delayMs) await new Promise((r) => setTimeout(r, b.delayMs));
     if (b.kind === 'flip-one') c[Math.floor(c.length / 2)]! += 1 + Math.abs(c[Math.floor(c.length / 2)]!);
     if (b.kind === 'noise') for (let i = 0; i < c.length; i++) c[i]! += (Math.random() - 0.5) * b.scale;
