@@ -9,6 +9,7 @@ import { createApp } from './http/app';
 import { JobFinisher } from './jobs/job-finisher';
 import { createLogger, type Logger } from './logger';
 import { attachContributorChannel, type ContributorServer } from './realtime/contributor-channel';
+import { IdleSessions } from './realtime/idle-sessions';
 import { Dispatcher } from './scheduler/dispatcher';
 import { DEFAULT_LEASE_POLICY } from './scheduler/lease-policy';
 import { BlobStore } from './storage/blob-store';
@@ -26,17 +27,6 @@ export interface Coordinator {
   store: Store;
   log: Logger;
   close(): Promise<void>;
-}
-
-/** Throttled broadcast: a burst of requeued shards wakes idle contributors once, not once per shard. */
-function throttled(fn: () => void, ms: number): () => void {
-  let timer: NodeJS.Timeout | undefined;
-  return () => {
-    if (timer) return;
-    fn();
-    timer = setTimeout(() => (timer = undefined), ms);
-    timer.unref();
-  };
 }
 
 async function removeStaleUploads(dir: string): Promise<void> {
@@ -65,7 +55,11 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
     pingTimeout: 20_000,
     cors: { origin: true },
   });
-  const workAvailable = throttled(() => io.emit('work:available'), 100);
+  const idle = new IdleSessions();
+  const workAvailable = (shards: number) => {
+    // Pipelining contributors take several shards each; waking a few more than needed costs little.
+    for (const sessionId of idle.take(shards + 2)) io.to(sessionId).emit('work:available');
+  };
   const dispatcher = new Dispatcher({
     store,
     verifier: new MatmulVerifier(new PanelCache(blobs, 512 * 1024 * 1024)),
@@ -82,7 +76,7 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
       revoke: (sessionId, shardId, reason) => io.to(sessionId).emit('lease:revoked', { shardId, reason }),
     },
   });
-  attachContributorChannel(io, { store, dispatcher, helloTimeoutMs: config.helloTimeoutMs, log });
+  attachContributorChannel(io, { store, dispatcher, idle, helloTimeoutMs: config.helloTimeoutMs, log });
 
   let ready = false;
   app = createApp({
@@ -94,7 +88,7 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
     log,
     clientDir: config.clientDir,
     isReady: () => ready,
-    onJobQueued: workAvailable,
+    onJobQueued: (shards) => workAvailable(shards),
     onJobCancelled: (revoked) => {
       for (const r of revoked) io.to(r.sessionId).emit('lease:revoked', { shardId: r.shardId, reason: 'job cancelled' });
     },

@@ -21,7 +21,7 @@ export interface JobsRouteDeps {
   results: ResultFiles;
   finisher: JobFinisher;
   log: Logger;
-  onJobQueued(): void;
+  onJobQueued(shards: number): void;
   onJobCancelled(revoked: { sessionId: string; shardId: string }[]): void;
 }
 
@@ -63,7 +63,7 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
       const priority = parseOrThrow(PrioritySchema, body.fields.priority, 'form field priority (an integer from -10 to 10)');
       const job = await acceptMatmulJob(deps, body.files, { owner: null, priority });
       deps.log.info({ jobId: job.id, m: job.m, k: job.k, n: job.n, shards: job.totalShards }, 'job accepted');
-      deps.onJobQueued();
+      deps.onJobQueued(job.totalShards);
       res.status(201).location(`/api/v1/jobs/${job.id}`).json(toJobView(job));
     } finally {
       await body.cleanup();

@@ -17,6 +17,7 @@ import {
 import type { Logger } from '../logger';
 import type { Dispatcher, ContributorSession } from '../scheduler/dispatcher';
 import type { Store } from '../store/store';
+import type { IdleSessions } from './idle-sessions';
 
 export interface SocketData {
   contributorId?: string;
@@ -30,6 +31,7 @@ type ContributorSocket = Socket<ClientToServerEvents, ServerToClientEvents, Inte
 export interface ChannelDeps {
   store: Store;
   dispatcher: Dispatcher;
+  idle: IdleSessions;
   helloTimeoutMs: number;
   log: Logger;
 }
@@ -81,7 +83,7 @@ function session(socket: ContributorSocket): ContributorSession | undefined {
 const notIntroduced = { ok: false as const, error: { code: 'NOT_INTRODUCED' as const, message: 'send hello first' } };
 
 export function attachContributorChannel(io: ContributorServer, deps: ChannelDeps): void {
-  const { store, dispatcher, log } = deps;
+  const { store, dispatcher, idle, log } = deps;
   io.on('connection', (socket) => {
     const helloTimer = setTimeout(() => {
       if (!socket.data.contributorId) socket.disconnect(true);
@@ -120,6 +122,8 @@ export function attachContributorChannel(io: ContributorServer, deps: ChannelDep
         const s = session(socket);
         if (!s) return notIntroduced;
         const leases = await dispatcher.grant(s, msg.max);
+        if (leases.length === 0) idle.markIdle(socket.id);
+        else idle.markBusy(socket.id);
         return leases.length > 0 ? { ok: true as const, leases } : { ok: true as const, leases, retryAfterMs: NO_RETRY_MS };
       }),
     );
@@ -145,6 +149,7 @@ export function attachContributorChannel(io: ContributorServer, deps: ChannelDep
 
     socket.on('disconnect', () => {
       clearTimeout(helloTimer);
+      idle.markBusy(socket.id);
       dispatcher.sessionClosed(socket.id).catch((err: unknown) => log.error({ err }, 'releasing leases failed'));
     });
   });

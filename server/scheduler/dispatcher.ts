@@ -15,7 +15,8 @@ export interface ContributorSession {
 }
 
 export interface DispatcherNotifier {
-  workAvailable(): void;
+  /** `shards` more shards can be leased now. */
+  workAvailable(shards: number): void;
   revoke(sessionId: string, shardId: string, reason: string): void;
 }
 
@@ -110,7 +111,7 @@ export class Dispatcher {
       const rejected = await store.rejectResult(msg.leaseToken, Date.now(), this.deps.maxShardFailures, outcome.message);
       log.warn({ shardId: msg.shardId, contributorId: session.contributorId, reason: outcome.message }, 'result rejected');
       if (rejected.jobFailed) await this.deps.finisher.fail(lease.job.id, rejected.jobFailed);
-      else this.deps.notify.workAvailable();
+      else this.deps.notify.workAvailable(1);
       return err(outcome.code, outcome.message);
     }
     await this.deps.results.writeTile(lease.job.id, lease.job.m, lease.job.n, { row0: lease.row0, col0: lease.col0, rows: lease.rows, cols: lease.cols, data: tile! });
@@ -133,7 +134,7 @@ export class Dispatcher {
     const lease = await this.deps.store.findLease(token);
     if (!lease || lease.shardId !== shardId) return false;
     const released = await this.deps.store.releaseLease(token, session.sessionId, Date.now());
-    if (released) this.deps.notify.workAvailable();
+    if (released) this.deps.notify.workAvailable(1);
     return released;
   }
 
@@ -142,7 +143,7 @@ export class Dispatcher {
     const n = await this.deps.store.releaseSession(sessionId, Date.now());
     if (n > 0) {
       this.deps.log.info({ sessionId, leases: n }, 'contributor left; its shards are queued again');
-      this.deps.notify.workAvailable();
+      this.deps.notify.workAvailable(n);
     }
   }
 
@@ -150,7 +151,7 @@ export class Dispatcher {
     const n = await this.deps.store.expireLeases(Date.now());
     if (n > 0) {
       this.deps.log.info({ leases: n }, 'leases expired; shards queued again');
-      this.deps.notify.workAvailable();
+      this.deps.notify.workAvailable(n);
     }
     return n;
   }

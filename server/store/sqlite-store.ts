@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import BetterSqlite3 from 'better-sqlite3';
-import type { Database } from 'better-sqlite3';
+import type { Database, Statement } from 'better-sqlite3';
 import type { JobStatus, JobType } from '../../shared/api';
 import { migrate } from './migrations';
 import type {
@@ -106,13 +106,25 @@ export class SqliteStore implements Store {
     this.db.close();
   }
 
+  private readonly statements = new Map<string, Statement>();
+
+  /** Prepared statements are compiled once and reused: preparing per call was a tenth of the coordinator's CPU under load. */
+  private stmt(sql: string): Statement {
+    let st = this.statements.get(sql);
+    if (!st) {
+      st = this.db.prepare(sql);
+      this.statements.set(sql, st);
+    }
+    return st;
+  }
+
   async createJob(job: NewJob): Promise<void> {
-    const insertJob = this.db.prepare(
+    const insertJob = this.stmt(
       `INSERT INTO jobs (id, type, status, owner, priority, m, k, n, tile_rows, tile_cols, total_shards, created_at, updated_at)
        VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
-    const insertPanel = this.db.prepare(`INSERT INTO job_panels (job_id, side, idx, sha256, bytes) VALUES (?, ?, ?, ?, ?)`);
-    const insertShard = this.db.prepare(
+    const insertPanel = this.stmt(`INSERT INTO job_panels (job_id, side, idx, sha256, bytes) VALUES (?, ?, ?, ?, ?)`);
+    const insertShard = this.stmt(
       `INSERT INTO shards (id, job_id, idx, row_panel, col_panel, row0, col0, rows, cols, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued')`,
     );
     this.db.transaction(() => {
@@ -127,24 +139,24 @@ export class SqliteStore implements Store {
   }
 
   private jobById(id: string): JobRecord | undefined {
-    const row = this.db.prepare(`SELECT * FROM jobs WHERE id = ?`).get(id) as JobRow | undefined;
+    const row = this.stmt(`SELECT * FROM jobs WHERE id = ?`).get(id) as JobRow | undefined;
     return row ? toJob(row) : undefined;
   }
 
   async listJobs(filter: { owner?: string | null; limit: number }): Promise<JobRecord[]> {
     const rows =
       filter.owner === undefined
-        ? this.db.prepare(`SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?`).all(filter.limit)
-        : this.db.prepare(`SELECT * FROM jobs WHERE owner IS ? ORDER BY created_at DESC LIMIT ?`).all(filter.owner, filter.limit);
+        ? this.stmt(`SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?`).all(filter.limit)
+        : this.stmt(`SELECT * FROM jobs WHERE owner IS ? ORDER BY created_at DESC LIMIT ?`).all(filter.owner, filter.limit);
     return (rows as JobRow[]).map(toJob);
   }
 
   async jobPanels(jobId: string): Promise<PanelRecord[]> {
-    return this.db.prepare(`SELECT side, idx, sha256, bytes FROM job_panels WHERE job_id = ? ORDER BY side, idx`).all(jobId) as PanelRecord[];
+    return this.stmt(`SELECT side, idx, sha256, bytes FROM job_panels WHERE job_id = ? ORDER BY side, idx`).all(jobId) as PanelRecord[];
   }
 
   private panel(jobId: string, side: 'a' | 'b', idx: number): PanelRecord {
-    const p = this.db.prepare(`SELECT side, idx, sha256, bytes FROM job_panels WHERE job_id = ? AND side = ? AND idx = ?`).get(jobId, side, idx) as
+    const p = this.stmt(`SELECT side, idx, sha256, bytes FROM job_panels WHERE job_id = ? AND side = ? AND idx = ?`).get(jobId, side, idx) as
       | PanelRecord
       | undefined;
     if (!p) throw new Error(`job ${jobId} has no ${side} panel ${idx}`);
@@ -166,7 +178,7 @@ export class SqliteStore implements Store {
         this.db
           .prepare(`UPDATE leases SET state = 'cancelled', ended_at = ? WHERE state = 'active' AND shard_id IN (SELECT id FROM shards WHERE job_id = ?)`)
           .run(now, id);
-        this.db.prepare(`UPDATE shards SET state = 'cancelled' WHERE job_id = ? AND state IN ('queued','leased')`).run(id);
+        this.stmt(`UPDATE shards SET state = 'cancelled' WHERE job_id = ? AND state IN ('queued','leased')`).run(id);
         this.db
           .prepare(`UPDATE jobs SET status = 'cancelled', reason = ?, leased_shards = 0, updated_at = ?, completed_at = ? WHERE id = ?`)
           .run(reason, now, now, id);
@@ -184,35 +196,35 @@ export class SqliteStore implements Store {
         this.db
           .prepare(`UPDATE leases SET state = 'cancelled', ended_at = ? WHERE state = 'active' AND shard_id IN (SELECT id FROM shards WHERE job_id = ?)`)
           .run(now, id);
-        this.db.prepare(`UPDATE shards SET state = 'cancelled' WHERE job_id = ? AND state IN ('queued','leased')`).run(id);
+        this.stmt(`UPDATE shards SET state = 'cancelled' WHERE job_id = ? AND state IN ('queued','leased')`).run(id);
       }
     }).immediate();
   }
 
   async jobsAwaitingFinalize(): Promise<JobRecord[]> {
-    const rows = this.db.prepare(`SELECT * FROM jobs WHERE ${ACTIVE_JOB} AND verified_shards = total_shards`).all() as JobRow[];
+    const rows = this.stmt(`SELECT * FROM jobs WHERE ${ACTIVE_JOB} AND verified_shards = total_shards`).all() as JobRow[];
     return rows.map(toJob);
   }
 
   async releaseJobPanels(jobId: string): Promise<string[]> {
     return this.db
       .transaction(() => {
-        const shas = (this.db.prepare(`SELECT DISTINCT sha256 FROM job_panels WHERE job_id = ?`).all(jobId) as { sha256: string }[]).map((r) => r.sha256);
-        this.db.prepare(`DELETE FROM job_panels WHERE job_id = ?`).run(jobId);
-        const stillUsed = this.db.prepare(`SELECT 1 FROM job_panels WHERE sha256 = ? LIMIT 1`);
+        const shas = (this.stmt(`SELECT DISTINCT sha256 FROM job_panels WHERE job_id = ?`).all(jobId) as { sha256: string }[]).map((r) => r.sha256);
+        this.stmt(`DELETE FROM job_panels WHERE job_id = ?`).run(jobId);
+        const stillUsed = this.stmt(`SELECT 1 FROM job_panels WHERE sha256 = ? LIMIT 1`);
         return shas.filter((sha) => stillUsed.get(sha) === undefined);
       })
       .immediate();
   }
 
   async referencedBlobs(): Promise<Set<string>> {
-    const rows = this.db.prepare(`SELECT DISTINCT sha256 FROM job_panels`).all() as { sha256: string }[];
+    const rows = this.stmt(`SELECT DISTINCT sha256 FROM job_panels`).all() as { sha256: string }[];
     return new Set(rows.map((r) => r.sha256));
   }
 
   async grantLeases(req: LeaseGrantRequest): Promise<GrantedLease[]> {
     // Jobs of equal priority take turns: the one served longest ago goes next (round robin).
-    const pickJob = this.db.prepare(
+    const pickJob = this.stmt(
       `SELECT j.id, j.k FROM jobs j
        WHERE j.${ACTIVE_JOB} AND EXISTS (SELECT 1 FROM shards s WHERE s.state = 'queued' AND s.job_id = j.id)
          AND j.id NOT IN (SELECT value FROM json_each(?))
@@ -221,13 +233,13 @@ export class SqliteStore implements Store {
     // A contributor never gets back a shard it returned a rejected result for, nor, for a while,
     // one whose lease it let lapse (a lone slow contributor may retry after the cool-down);
     // among the rest, tiles sharing the row or column panel of its last lease come first.
-    const pickShard = this.db.prepare(
+    const pickShard = this.stmt(
       `SELECT * FROM shards s WHERE s.state = 'queued' AND s.job_id = ?
          AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.shard_id = s.id AND l.contributor_id = ?
                          AND (l.state = 'rejected' OR (l.state = 'expired' AND l.ended_at > ?)))
        ORDER BY (s.row_panel = ?) + (s.col_panel = ?) DESC, s.idx LIMIT 1`,
     );
-    const pickStraggler = this.db.prepare(
+    const pickStraggler = this.stmt(
       `SELECT s.*, j.k FROM leases l JOIN shards s ON s.id = l.shard_id JOIN jobs j ON j.id = s.job_id
        WHERE l.state = 'active' AND l.granted_at < ? AND l.contributor_id != ? AND s.state = 'leased' AND j.${ACTIVE_JOB}
          AND j.id NOT IN (SELECT value FROM json_each(?))
@@ -236,12 +248,12 @@ export class SqliteStore implements Store {
                          AND (r.state = 'rejected' OR (r.state = 'expired' AND r.ended_at > ?)))
        ORDER BY j.priority DESC, l.granted_at ASC LIMIT 1`,
     );
-    const activeInSession = this.db.prepare(`SELECT count(*) AS n FROM leases WHERE session_id = ? AND state = 'active'`);
-    const insertLease = this.db.prepare(
+    const activeInSession = this.stmt(`SELECT count(*) AS n FROM leases WHERE session_id = ? AND state = 'active'`);
+    const insertLease = this.stmt(
       `INSERT INTO leases (token, shard_id, contributor_id, session_id, state, granted_at, deadline) VALUES (?, ?, ?, ?, 'active', ?, ?)`,
     );
-    const markLeased = this.db.prepare(`UPDATE shards SET state = 'leased', attempts = attempts + 1 WHERE id = ?`);
-    const countLeased = this.db.prepare(
+    const markLeased = this.stmt(`UPDATE shards SET state = 'leased', attempts = attempts + 1 WHERE id = ?`);
+    const countLeased = this.stmt(
       `UPDATE jobs SET status = 'running', leased_shards = leased_shards + 1, last_granted_at = ?, updated_at = ? WHERE id = ?`,
     );
     return this.db
@@ -300,7 +312,7 @@ export class SqliteStore implements Store {
             continue;
           }
           grant(work);
-          this.db.prepare(`UPDATE shards SET attempts = attempts + 1 WHERE id = ?`).run(s.id);
+          this.stmt(`UPDATE shards SET attempts = attempts + 1 WHERE id = ?`).run(s.id);
         }
         return granted;
       })
@@ -308,11 +320,11 @@ export class SqliteStore implements Store {
   }
 
   async findLease(token: string): Promise<LeaseLookup | undefined> {
-    const lease = this.db.prepare(`SELECT * FROM leases WHERE token = ?`).get(token) as LeaseRow | undefined;
+    const lease = this.stmt(`SELECT * FROM leases WHERE token = ?`).get(token) as LeaseRow | undefined;
     if (!lease) return undefined;
-    const shard = this.db.prepare(`SELECT * FROM shards WHERE id = ?`).get(lease.shard_id) as ShardRow;
+    const shard = this.stmt(`SELECT * FROM shards WHERE id = ?`).get(lease.shard_id) as ShardRow;
     const job = this.jobById(shard.job_id)!;
-    const panels = this.db.prepare(`SELECT count(*) AS n FROM job_panels WHERE job_id = ?`).get(job.id) as { n: number };
+    const panels = this.stmt(`SELECT count(*) AS n FROM job_panels WHERE job_id = ?`).get(job.id) as { n: number };
     if (panels.n === 0) return undefined; // the job's inputs were already released
     return {
       token: lease.token,
@@ -335,10 +347,10 @@ export class SqliteStore implements Store {
 
   /** Ends a lease; if it was the shard's only active lease and the shard is still leased, requeues the shard. */
   private endLease(lease: LeaseRow, state: LeaseState, now: number): void {
-    this.db.prepare(`UPDATE leases SET state = ?, ended_at = ? WHERE token = ?`).run(state, now, lease.token);
-    const others = this.db.prepare(`SELECT count(*) AS n FROM leases WHERE shard_id = ? AND state = 'active'`).get(lease.shard_id) as { n: number };
+    this.stmt(`UPDATE leases SET state = ?, ended_at = ? WHERE token = ?`).run(state, now, lease.token);
+    const others = this.stmt(`SELECT count(*) AS n FROM leases WHERE shard_id = ? AND state = 'active'`).get(lease.shard_id) as { n: number };
     if (others.n > 0) return;
-    const res = this.db.prepare(`UPDATE shards SET state = 'queued' WHERE id = ? AND state = 'leased'`).run(lease.shard_id);
+    const res = this.stmt(`UPDATE shards SET state = 'queued' WHERE id = ? AND state = 'leased'`).run(lease.shard_id);
     if (res.changes > 0) {
       this.db
         .prepare(`UPDATE jobs SET leased_shards = max(leased_shards - 1, 0), updated_at = ? WHERE id = (SELECT job_id FROM shards WHERE id = ?)`)
@@ -349,14 +361,14 @@ export class SqliteStore implements Store {
   async acceptResult(token: string, now: number, flops: number): Promise<AcceptOutcome> {
     return this.db
       .transaction((): AcceptOutcome => {
-        const lease = this.db.prepare(`SELECT * FROM leases WHERE token = ?`).get(token) as LeaseRow | undefined;
+        const lease = this.stmt(`SELECT * FROM leases WHERE token = ?`).get(token) as LeaseRow | undefined;
         if (!lease) return { accepted: false, reason: 'LEASE_UNKNOWN' };
-        const shard = this.db.prepare(`SELECT * FROM shards WHERE id = ?`).get(lease.shard_id) as ShardRow;
+        const shard = this.stmt(`SELECT * FROM shards WHERE id = ?`).get(lease.shard_id) as ShardRow;
         const job = this.jobById(shard.job_id)!;
         if (job.status !== 'queued' && job.status !== 'running') return { accepted: false, reason: 'JOB_NOT_ACTIVE' };
         if (shard.state === 'verified') return { accepted: false, reason: 'ALREADY_VERIFIED' };
         const wasLeased = shard.state === 'leased';
-        this.db.prepare(`UPDATE leases SET state = 'returned', ended_at = ? WHERE token = ?`).run(now, token);
+        this.stmt(`UPDATE leases SET state = 'returned', ended_at = ? WHERE token = ?`).run(now, token);
         this.db
           .prepare(`UPDATE leases SET state = 'superseded', ended_at = ? WHERE shard_id = ? AND state = 'active'`)
           .run(now, shard.id);
@@ -381,15 +393,15 @@ export class SqliteStore implements Store {
   async rejectResult(token: string, now: number, maxFailures: number, reason: string): Promise<RejectOutcome> {
     return this.db
       .transaction((): RejectOutcome => {
-        const lease = this.db.prepare(`SELECT * FROM leases WHERE token = ?`).get(token) as LeaseRow | undefined;
+        const lease = this.stmt(`SELECT * FROM leases WHERE token = ?`).get(token) as LeaseRow | undefined;
         if (!lease || (lease.state !== 'active' && lease.state !== 'expired')) return {};
-        const shard = this.db.prepare(`SELECT * FROM shards WHERE id = ?`).get(lease.shard_id) as ShardRow;
+        const shard = this.stmt(`SELECT * FROM shards WHERE id = ?`).get(lease.shard_id) as ShardRow;
         this.endLease(lease, 'rejected', now);
-        this.db.prepare(`UPDATE shards SET failures = failures + 1, returned = 1 WHERE id = ?`).run(shard.id);
+        this.stmt(`UPDATE shards SET failures = failures + 1, returned = 1 WHERE id = ?`).run(shard.id);
         this.db
           .prepare(`UPDATE jobs SET returned_shards = returned_shards + ?, updated_at = ? WHERE id = ?`)
           .run(shard.returned ? 0 : 1, now, shard.job_id);
-        this.db.prepare(`UPDATE contributors SET rejected_shards = rejected_shards + 1 WHERE id = ?`).run(lease.contributor_id);
+        this.stmt(`UPDATE contributors SET rejected_shards = rejected_shards + 1 WHERE id = ?`).run(lease.contributor_id);
         if (shard.failures + 1 >= maxFailures && shard.state !== 'verified') {
           return { jobFailed: `shard ${shard.id} failed verification ${shard.failures + 1} times (last: ${reason})` };
         }
@@ -401,7 +413,7 @@ export class SqliteStore implements Store {
   async releaseLease(token: string, sessionId: string, now: number): Promise<boolean> {
     return this.db
       .transaction(() => {
-        const lease = this.db.prepare(`SELECT * FROM leases WHERE token = ? AND session_id = ? AND state = 'active'`).get(token, sessionId) as
+        const lease = this.stmt(`SELECT * FROM leases WHERE token = ? AND session_id = ? AND state = 'active'`).get(token, sessionId) as
           | LeaseRow
           | undefined;
         if (!lease) return false;
@@ -414,7 +426,7 @@ export class SqliteStore implements Store {
   private endLeasesWhere(where: string, params: unknown[], state: LeaseState, now: number): number {
     return this.db
       .transaction(() => {
-        const leases = this.db.prepare(`SELECT * FROM leases WHERE state = 'active' AND ${where}`).all(...params) as LeaseRow[];
+        const leases = this.stmt(`SELECT * FROM leases WHERE state = 'active' AND ${where}`).all(...params) as LeaseRow[];
         for (const l of leases) this.endLease(l, state, now);
         return leases.length;
       })
@@ -440,16 +452,16 @@ export class SqliteStore implements Store {
   }
 
   async findContributorByTokenHash(tokenHash: string): Promise<ContributorRecord | undefined> {
-    const row = this.db.prepare(`SELECT id FROM contributors WHERE token_hash = ?`).get(tokenHash) as { id: string } | undefined;
+    const row = this.stmt(`SELECT id FROM contributors WHERE token_hash = ?`).get(tokenHash) as { id: string } | undefined;
     return row ? this.getContributor(row.id) : undefined;
   }
 
   async touchContributor(id: string, kind: string, adapter: string, now: number): Promise<void> {
-    this.db.prepare(`UPDATE contributors SET kind = ?, adapter = ?, last_seen_at = ? WHERE id = ?`).run(kind, adapter, now, id);
+    this.stmt(`UPDATE contributors SET kind = ?, adapter = ?, last_seen_at = ? WHERE id = ?`).run(kind, adapter, now, id);
   }
 
   async getContributor(id: string): Promise<ContributorRecord | undefined> {
-    const r = this.db.prepare(`SELECT * FROM contributors WHERE id = ?`).get(id) as
+    const r = this.stmt(`SELECT * FROM contributors WHERE id = ?`).get(id) as
       | { id: string; kind: string; created_at: number; last_seen_at: number; verified_shards: number; rejected_shards: number; flops: number }
       | undefined;
     if (!r) return undefined;

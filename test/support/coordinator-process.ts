@@ -12,7 +12,8 @@ export interface CoordinatorProcess {
 
 /** Starts `npm start`'s entry point as a real process, to kill it as an operator's machine would. */
 export async function spawnCoordinator(dataDir: string, env: Record<string, string> = {}): Promise<CoordinatorProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'server/main.ts'], {
+  const profile = process.env.TESSERA_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.TESSERA_CPU_PROF}`] : [];
+  const child = spawn(process.execPath, [...profile, '--import', 'tsx', 'server/main.ts'], {
     cwd: repo,
     env: { ...process.env, PORT: '0', HOST: '127.0.0.1', TESSERA_DATA_DIR: dataDir, TESSERA_LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
