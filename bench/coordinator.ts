@@ -166,12 +166,12 @@ async function main(): Promise<void> {
   const rows: (RunResult & { tile: number })[] = [];
   for (const n of counts) {
     // 64×64×64 tiles: each shard is cheap, so leasing and verification dominate.
-    const r = await runOnce(n, 64 * 64, 64, 64 * 48, { TESSERA_TARGET_TILES: '1000000', TESSERA_MAX_PANEL_BYTES: String(64 * 64 * 4) });
+    const r = await runOnce(n, 64 * 64, 64, 64 * 48, { TESSERA_TARGET_TILES: '1000000', TESSERA_MAX_PANEL_BYTES: String(64 * 64 * 4), TESSERA_CANARIES: 'off' });
     rows.push(r);
     console.log(`N=${n}: ${r.shards} shards in ${r.seconds.toFixed(1)} s`);
   }
   const big = Number(values.big);
-  const bigRun = await runOnce(Number(values['big-contributors']), big, big, big, {});
+  const bigRun = await runOnce(Number(values['big-contributors']), big, big, big, { TESSERA_CANARIES: 'off' });
   const bytesPerFlop = bigRun.bytesToContributors / bigRun.flops;
   const perTileBound = 4 / bigRun.tile; // a t×t tile with full K needs 2·t·K·4 bytes for 2·t²·K FLOPs
   console.log('\ncontributors | shards | shards/s | lease RTT p50 ms | p99 ms | coordinator RSS MiB');

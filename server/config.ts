@@ -19,6 +19,9 @@ const EnvSchema = z.object({
   TESSERA_MAX_SHARD_FAILURES: int(5, 1),
   TESSERA_MAX_LEASES_PER_CONTRIBUTOR: int(4, 1),
   TESSERA_SPECULATE_AFTER_MS: int(20_000, 0),
+  TESSERA_CANARIES: z.enum(['on', 'off']).default('on'),
+  TESSERA_RATE_LIMIT_PER_SECOND: int(50, 1),
+  TESSERA_RATE_LIMIT_BURST: int(100, 1),
 });
 
 export interface Config {
@@ -37,6 +40,8 @@ export interface Config {
   maxShardFailures: number;
   maxLeasesPerContributor: number;
   speculateAfterMs: number;
+  canaries: boolean;
+  rateLimit: { perSecond: number; burst: number };
   /** Directory of the built contributor page; absent in tests that need no page. */
   clientDir?: string;
 }
@@ -67,5 +72,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxShardFailures: e.TESSERA_MAX_SHARD_FAILURES,
     maxLeasesPerContributor: e.TESSERA_MAX_LEASES_PER_CONTRIBUTOR,
     speculateAfterMs: e.TESSERA_SPECULATE_AFTER_MS,
+    canaries: e.TESSERA_CANARIES === 'on',
+    rateLimit: { perSecond: e.TESSERA_RATE_LIMIT_PER_SECOND, burst: e.TESSERA_RATE_LIMIT_BURST },
   };
 }

@@ -8,7 +8,7 @@ import type { Config } from './config';
 import { createApp } from './http/app';
 import { JobFinisher } from './jobs/job-finisher';
 import { createLogger, type Logger } from './logger';
-import { attachContributorChannel, type ContributorServer } from './realtime/contributor-channel';
+import { attachContributorChannel, contributorRoom, type ContributorServer } from './realtime/contributor-channel';
 import { IdleSessions } from './realtime/idle-sessions';
 import { Dispatcher } from './scheduler/dispatcher';
 import { DEFAULT_LEASE_POLICY } from './scheduler/lease-policy';
@@ -16,7 +16,12 @@ import { BlobStore } from './storage/blob-store';
 import { ResultFiles } from './storage/result-files';
 import { SqliteStore } from './store/sqlite-store';
 import type { Store } from './store/store';
-import { MatmulVerifier } from './verify/matmul-verifier';
+import { FreivaldsVerifier } from './verify/matmul-verifier';
+import { CanaryVerifier } from './verify/canary-verifier';
+import { ReplicationVerifier } from './verify/replication-verifier';
+import { ResultIntake } from './scheduler/result-intake';
+import { CanaryPool } from './trust/canary-pool';
+import { TrustKeeper } from './trust/trust-keeper';
 import { PanelCache } from './verify/panel-cache';
 
 export interface Coordinator {
@@ -60,13 +65,21 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
     // Pipelining contributors take several shards each; waking a few more than needed costs little.
     for (const sessionId of idle.take(shards + 2)) io.to(sessionId).emit('work:available');
   };
+  const panels = new PanelCache(blobs, 512 * 1024 * 1024);
+  const trust = new TrustKeeper({
+    store,
+    blobs,
+    log,
+    onBanned: (contributorId) => io.in(contributorRoom(contributorId)).disconnectSockets(true),
+    onRequeued: workAvailable,
+  });
+  const canaries = config.canaries ? new CanaryPool(store, blobs, log) : undefined;
+  canaries?.refill();
   const dispatcher = new Dispatcher({
     store,
-    verifier: new MatmulVerifier(new PanelCache(blobs, 512 * 1024 * 1024)),
-    results,
-    finisher,
+    trust,
+    ...(canaries ? { canaries } : {}),
     policy: { baseMs: config.leaseBaseMs, ...DEFAULT_LEASE_POLICY },
-    maxShardFailures: config.maxShardFailures,
     sweepMs: config.leaseSweepMs,
     maxLeasesPerSession: config.maxLeasesPerContributor,
     speculateAfterMs: config.speculateAfterMs,
@@ -76,7 +89,22 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
       revoke: (sessionId, shardId, reason) => io.to(sessionId).emit('lease:revoked', { shardId, reason }),
     },
   });
-  attachContributorChannel(io, { store, dispatcher, idle, helloTimeoutMs: config.helloTimeoutMs, log });
+  const intake = new ResultIntake({
+    store,
+    results,
+    finisher,
+    trust,
+    verifiers: {
+      freivalds: new FreivaldsVerifier(panels),
+      replication: new ReplicationVerifier(store, blobs),
+      canary: new CanaryVerifier(store, panels),
+    },
+    maxShardFailures: config.maxShardFailures,
+    log,
+    onRequeued: workAvailable,
+    onVerified: (session, flops, ms) => dispatcher.recordVerified(session, flops, ms),
+  });
+  attachContributorChannel(io, { store, dispatcher, intake, trust, idle, rateLimit: config.rateLimit, helloTimeoutMs: config.helloTimeoutMs, log });
 
   let ready = false;
   app = createApp({
@@ -113,6 +141,7 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
     async close() {
       ready = false;
       dispatcher.stop();
+      await canaries?.close();
       await new Promise<void>((resolve) => io.close(() => resolve()));
       http.closeAllConnections();
       // Leases of the sockets just closed go back to the queue before the store closes.

@@ -20,6 +20,8 @@ export interface JobView {
   status: JobStatus;
   /** -10..10; higher runs first. Jobs of equal priority share contributors evenly. */
   priority: number;
+  /** How results are checked: Freivalds' test on every tile, or agreement of two contributors. */
+  verification: 'freivalds' | 'replication';
   progress: JobProgress;
   /** M×K · K×N → M×N */
   shape: { m: number; k: number; n: number };

@@ -22,6 +22,7 @@ export const ProtocolErrorCode = z.enum([
   'VERIFICATION_FAILED',
   'JOB_CANCELLED',
   'RATE_LIMITED',
+  'BANNED',
   'INTERNAL',
 ]);
 export type ProtocolErrorCode = z.infer<typeof ProtocolErrorCode>;
@@ -117,7 +118,11 @@ export const ResultSchema = z.object({
 });
 export type ResultMessage = z.input<typeof ResultSchema>;
 
-export type ResultReply = { ok: true; status: 'verified' } | { ok: false; error: ProtocolError };
+/**
+ * `verified`: the tile passed verification and was assembled (or was a canary that passed).
+ * `pending`: accepted, awaiting a replica from another contributor (replicated jobs); credit comes when it agrees.
+ */
+export type ResultReply = { ok: true; status: 'verified' | 'pending' } | { ok: false; error: ProtocolError };
 
 export const ReleaseSchema = z.object({
   shardId: z.string().min(1).max(64),

@@ -9,6 +9,7 @@ export function toJobView(job: JobRecord): JobView {
     type: job.type,
     status: job.status,
     priority: job.priority,
+    verification: job.verification,
     progress: { total: job.totalShards, done: job.returnedShards, verified: job.verifiedShards },
     shape: { m: job.m, k: job.k, n: job.n },
     tile: { rows: job.tileRows, cols: job.tileCols },

@@ -26,6 +26,7 @@ export interface JobsRouteDeps {
 }
 
 const JobIdSchema = z.string().uuid();
+const VerificationSchema = z.enum(['freivalds', 'replication']).default('freivalds');
 const PrioritySchema = z.coerce.number().int().min(-10).max(10).default(0);
 const ListQuerySchema = z.object({ limit: z.coerce.number().int().min(1).max(1000).default(100) });
 
@@ -61,7 +62,8 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
       if (type === undefined) throw new HttpError(400, 'MISSING_FIELD', `missing form field "type"; one of: ${JOB_TYPES.join(', ')}`);
       if (type !== 'matmul') throw new HttpError(400, 'UNKNOWN_JOB_TYPE', `unknown job type ${JSON.stringify(type)}; one of: ${JOB_TYPES.join(', ')}`);
       const priority = parseOrThrow(PrioritySchema, body.fields.priority, 'form field priority (an integer from -10 to 10)');
-      const job = await acceptMatmulJob(deps, body.files, { owner: null, priority });
+      const verification = parseOrThrow(VerificationSchema, body.fields.verification, 'form field verification (freivalds or replication)');
+      const job = await acceptMatmulJob(deps, body.files, { owner: null, priority, verification });
       deps.log.info({ jobId: job.id, m: job.m, k: job.k, n: job.n, shards: job.totalShards }, 'job accepted');
       deps.onJobQueued(job.totalShards);
       res.status(201).location(`/api/v1/jobs/${job.id}`).json(toJobView(job));

@@ -32,6 +32,12 @@ export class JobFinisher {
     this.log.warn({ jobId, reason }, 'job failed');
   }
 
+  /** A canary has served its purpose (answered, or failed): drop it and its blobs. */
+  async retireCanary(jobId: string): Promise<void> {
+    await this.store.finishJob(jobId, 'completed', Date.now());
+    await this.releaseInputs(jobId);
+  }
+
   /** After cancellation has been recorded in the store. */
   async discard(jobId: string): Promise<void> {
     await this.results.remove(jobId);
@@ -49,6 +55,8 @@ export class JobFinisher {
    */
   async recover(): Promise<void> {
     const released = await this.store.releaseAllActiveLeases(Date.now());
+    // Canaries are prepared per process; the old process's unused ones are dropped.
+    for (const id of await this.store.activeHiddenJobs()) await this.retireCanary(id);
     const pending = await this.store.jobsAwaitingFinalize();
     for (const job of pending) await this.complete(job);
     const removed = await this.blobs.collectGarbage(await this.store.referencedBlobs());

@@ -7,7 +7,7 @@ import { HttpError } from '../http/http-error';
 import type { UploadedFile } from '../http/multipart';
 import type { BlobStore } from '../storage/blob-store';
 import type { ResultFiles } from '../storage/result-files';
-import type { JobRecord, NewShard, PanelRecord, Store } from '../store/store';
+import type { JobRecord, NewShard, PanelRecord, Store, VerificationMethod } from '../store/store';
 
 export interface MatmulIntakeDeps {
   config: Config;
@@ -87,7 +87,7 @@ async function loadMatrix(file: UploadedFile): Promise<Float32Array> {
 export async function acceptMatmulJob(
   deps: MatmulIntakeDeps,
   files: Record<string, UploadedFile>,
-  opts: { owner: string | null; priority: number },
+  opts: { owner: string | null; priority: number; verification: VerificationMethod },
 ): Promise<JobRecord> {
   const { config, store, blobs, results } = deps;
   for (const name of ['a', 'b'] as const) {
@@ -138,6 +138,6 @@ export async function acceptMatmulJob(
   }));
   await results.create(id, m, n);
   const now = Date.now();
-  await store.createJob({ id, type: 'matmul', owner: opts.owner, priority: opts.priority, m, k, n, tileRows: plan.tileRows, tileCols: plan.tileCols, panels, shards, now });
+  await store.createJob({ id, type: 'matmul', owner: opts.owner, priority: opts.priority, verification: opts.verification, m, k, n, tileRows: plan.tileRows, tileCols: plan.tileCols, panels, shards, now });
   return (await store.getJob(id))!;
 }

@@ -16,6 +16,9 @@ import {
 } from '../../shared/protocol';
 import type { Logger } from '../logger';
 import type { Dispatcher, ContributorSession } from '../scheduler/dispatcher';
+import type { ResultIntake } from '../scheduler/result-intake';
+import type { TrustKeeper } from '../trust/trust-keeper';
+import { TokenBucket } from './rate-limiter';
 import type { Store } from '../store/store';
 import type { IdleSessions } from './idle-sessions';
 
@@ -31,6 +34,9 @@ type ContributorSocket = Socket<ClientToServerEvents, ServerToClientEvents, Inte
 export interface ChannelDeps {
   store: Store;
   dispatcher: Dispatcher;
+  intake: ResultIntake;
+  trust: TrustKeeper;
+  rateLimit: { perSecond: number; burst: number };
   idle: IdleSessions;
   helloTimeoutMs: number;
   log: Logger;
@@ -38,33 +44,50 @@ export interface ChannelDeps {
 
 const NO_RETRY_MS = 5_000;
 
+export const contributorRoom = (contributorId: string) => `contributor:${contributorId}`;
+
 export function hashToken(token: string): string {
   return createHash('sha256').update(token).digest('hex');
 }
 
 type Reply = { ok: false; error: ProtocolError } | { ok: true } | object;
 
+/** What the wrapper reports about a socket's misbehaviour. */
+interface Guard {
+  bucket: TokenBucket;
+  onFlood(): void;
+  onMalformed(detail: string): void;
+}
+
 /**
- * Wraps a handler so that every message is validated before it runs: a
- * malformed payload or a missing acknowledgement callback is answered (or
- * dropped) here, and an exception becomes an INTERNAL error reply instead of
- * an unhandled rejection.
+ * Wraps a handler so that every message is rate-limited and validated before
+ * it runs: a flood is refused, a malformed payload or a missing
+ * acknowledgement callback is answered (or dropped) and reported here, and an
+ * exception becomes an INTERNAL error reply instead of an unhandled rejection.
  */
 function handler<S extends z.ZodType, R extends Reply>(
   socket: ContributorSocket,
   log: Logger,
+  guard: Guard,
   schema: S,
   run: (msg: z.output<S>) => Promise<R>,
 ): (msg: unknown, ack: unknown) => void {
   return (msg, ack) => {
-    if (typeof ack !== 'function') {
-      log.warn({ sessionId: socket.id }, 'message without acknowledgement callback dropped');
+    const reply = typeof ack === 'function' ? (ack as (r: Reply) => void) : undefined;
+    if (!guard.bucket.take()) {
+      guard.onFlood();
+      reply?.({ ok: false, error: { code: 'RATE_LIMITED', message: 'too many messages; slow down' } });
       return;
     }
-    const reply = ack as (r: Reply) => void;
+    if (!reply) {
+      guard.onMalformed('message without acknowledgement callback');
+      return;
+    }
     const parsed = schema.safeParse(msg);
     if (!parsed.success) {
-      reply({ ok: false, error: { code: 'BAD_MESSAGE', message: describeZodError(parsed.error) } });
+      const message = describeZodError(parsed.error);
+      guard.onMalformed(message);
+      reply({ ok: false, error: { code: 'BAD_MESSAGE', message } });
       return;
     }
     run(parsed.data).then(reply, (err: unknown) => {
@@ -83,15 +106,38 @@ function session(socket: ContributorSocket): ContributorSession | undefined {
 const notIntroduced = { ok: false as const, error: { code: 'NOT_INTRODUCED' as const, message: 'send hello first' } };
 
 export function attachContributorChannel(io: ContributorServer, deps: ChannelDeps): void {
-  const { store, dispatcher, idle, log } = deps;
+  const { store, dispatcher, intake, trust, idle, log } = deps;
   io.on('connection', (socket) => {
     const helloTimer = setTimeout(() => {
       if (!socket.data.contributorId) socket.disconnect(true);
     }, deps.helloTimeoutMs);
+    let lastFloodStrike = 0;
+    let refused = 0;
+    let anonymousMalformed = 0;
+    const report = (event: 'flood' | 'protocol-violation', detail: string) => {
+      const id = socket.data.contributorId;
+      if (id) void trust.record(id, event, detail).catch((err: unknown) => log.error({ err }, 'recording a strike failed'));
+    };
+    const guard: Guard = {
+      bucket: new TokenBucket(deps.rateLimit.perSecond, deps.rateLimit.burst),
+      onFlood() {
+        refused++;
+        const now = Date.now();
+        if (now - lastFloodStrike > 10_000) {
+          lastFloodStrike = now;
+          report('flood', `over ${deps.rateLimit.perSecond} messages/s`);
+        }
+        if (refused > deps.rateLimit.burst * 10) socket.disconnect(true);
+      },
+      onMalformed(detail) {
+        if (socket.data.contributorId) report('protocol-violation', detail);
+        else if (++anonymousMalformed > 20) socket.disconnect(true);
+      },
+    };
 
     socket.on(
       'hello',
-      handler(socket, log, HelloSchema, async (msg) => {
+      handler(socket, log, guard, HelloSchema, async (msg) => {
         if (msg.protocol !== PROTOCOL_VERSION) {
           return { ok: false as const, error: { code: 'PROTOCOL_VERSION' as const, message: `this coordinator speaks protocol ${PROTOCOL_VERSION}, you sent ${msg.protocol}` } };
         }
@@ -99,6 +145,9 @@ export function attachContributorChannel(io: ContributorServer, deps: ChannelDep
         const adapter = JSON.stringify(msg.adapter);
         let token = msg.token;
         let contributor = token ? await store.findContributorByTokenHash(hashToken(token)) : undefined;
+        if (contributor?.trust.status === 'banned') {
+          return { ok: false as const, error: { code: 'BANNED' as const, message: `this contributor is banned: ${contributor.statusReason ?? 'repeated bad results'}` } };
+        }
         if (contributor) {
           await store.touchContributor(contributor.id, msg.agent.kind, adapter, now);
         } else {
@@ -108,6 +157,7 @@ export function attachContributorChannel(io: ContributorServer, deps: ChannelDep
           contributor = await store.getContributor(id);
         }
         socket.data.contributorId = contributor!.id;
+        await socket.join(contributorRoom(contributor!.id));
         socket.data.limits = msg.limits;
         if (msg.benchmark) socket.data.reportedGflops = msg.benchmark.matmulGflops;
         clearTimeout(helloTimer);
@@ -118,7 +168,7 @@ export function attachContributorChannel(io: ContributorServer, deps: ChannelDep
 
     socket.on(
       'lease:request',
-      handler(socket, log, LeaseRequestSchema, async (msg) => {
+      handler(socket, log, guard, LeaseRequestSchema, async (msg) => {
         const s = session(socket);
         if (!s) return notIntroduced;
         const leases = await dispatcher.grant(s, msg.max);
@@ -130,16 +180,16 @@ export function attachContributorChannel(io: ContributorServer, deps: ChannelDep
 
     socket.on(
       'lease:result',
-      handler(socket, log, ResultSchema, async (msg) => {
+      handler(socket, log, guard, ResultSchema, async (msg) => {
         const s = session(socket);
         if (!s) return notIntroduced;
-        return dispatcher.submit(s, msg);
+        return intake.submit(s, msg);
       }),
     );
 
     socket.on(
       'lease:release',
-      handler(socket, log, ReleaseSchema, async (msg) => {
+      handler(socket, log, guard, ReleaseSchema, async (msg) => {
         const s = session(socket);
         if (!s) return notIntroduced;
         const ok = await dispatcher.release(s, msg.shardId, msg.leaseToken);
@@ -147,8 +197,10 @@ export function attachContributorChannel(io: ContributorServer, deps: ChannelDep
       }),
     );
 
-    socket.on('disconnect', () => {
+    socket.on('disconnect', (reason) => {
       clearTimeout(helloTimer);
+      // An oversized or unparsable frame closes the connection inside engine.io, before any handler runs.
+      if (reason === 'transport error' || reason === 'parse error') report('protocol-violation', `connection closed: ${reason}`);
       idle.markBusy(socket.id);
       dispatcher.sessionClosed(socket.id).catch((err: unknown) => log.error({ err }, 'releasing leases failed'));
     });

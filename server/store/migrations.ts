@@ -11,6 +11,9 @@ const MIGRATIONS: readonly string[] = [
     type TEXT NOT NULL,
     status TEXT NOT NULL CHECK (status IN ('queued','running','completed','failed','cancelled')),
     owner TEXT,
+    verification TEXT NOT NULL DEFAULT 'freivalds' CHECK (verification IN ('freivalds','replication')),
+    -- canary jobs: known-answer work mixed into the stream, never listed or assembled
+    hidden INTEGER NOT NULL DEFAULT 0,
     priority INTEGER NOT NULL DEFAULT 0,
     m INTEGER NOT NULL, k INTEGER NOT NULL, n INTEGER NOT NULL,
     tile_rows INTEGER NOT NULL, tile_cols INTEGER NOT NULL,
@@ -29,7 +32,8 @@ const MIGRATIONS: readonly string[] = [
 
   CREATE TABLE job_panels (
     job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
-    side TEXT NOT NULL CHECK (side IN ('a','b')),
+    -- a/b: input panels; answer/tolerance: a canary's known result and its per-element tolerance
+    side TEXT NOT NULL CHECK (side IN ('a','b','answer','tolerance')),
     idx INTEGER NOT NULL,
     sha256 TEXT NOT NULL,
     bytes INTEGER NOT NULL,
@@ -68,6 +72,18 @@ const MIGRATIONS: readonly string[] = [
   CREATE INDEX leases_session ON leases (session_id, state);
   CREATE INDEX leases_shard ON leases (shard_id, state);
 
+  -- results waiting for a matching replica (replicated verification)
+  CREATE TABLE shard_results (
+    token TEXT PRIMARY KEY,
+    shard_id TEXT NOT NULL REFERENCES shards(id) ON DELETE CASCADE,
+    contributor_id TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+  );
+  CREATE INDEX shard_results_shard ON shard_results (shard_id);
+  CREATE INDEX shard_results_contributor ON shard_results (contributor_id);
+
   CREATE TABLE contributors (
     id TEXT PRIMARY KEY,
     token_hash TEXT NOT NULL UNIQUE,
@@ -77,7 +93,14 @@ const MIGRATIONS: readonly string[] = [
     last_seen_at INTEGER NOT NULL,
     verified_shards INTEGER NOT NULL DEFAULT 0,
     rejected_shards INTEGER NOT NULL DEFAULT 0,
-    flops REAL NOT NULL DEFAULT 0
+    flops REAL NOT NULL DEFAULT 0,
+    credits REAL NOT NULL DEFAULT 0,
+    status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active','quarantined','banned')),
+    status_reason TEXT,
+    strikes INTEGER NOT NULL DEFAULT 0,
+    clean_since_strike INTEGER NOT NULL DEFAULT 0,
+    canaries_passed INTEGER NOT NULL DEFAULT 0,
+    canaries_failed INTEGER NOT NULL DEFAULT 0
   );
   `,
 ];

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import BetterSqlite3 from 'better-sqlite3';
 import type { Database, Statement } from 'better-sqlite3';
 import type { JobStatus, JobType } from '../../shared/api';
+import type { TrustRecord, TrustStatus } from '../trust/reputation';
 import { migrate } from './migrations';
 import type {
   AcceptOutcome,
@@ -13,6 +14,8 @@ import type {
   LeaseState,
   NewJob,
   PanelRecord,
+  PendingResult,
+  VerificationMethod,
   RejectOutcome,
   ShardWork,
   Store,
@@ -24,6 +27,8 @@ interface JobRow {
   status: string;
   owner: string | null;
   priority: number;
+  verification: string;
+  hidden: number;
   m: number;
   k: number;
   n: number;
@@ -52,6 +57,34 @@ interface ShardRow {
   returned: number;
 }
 
+interface ContributorRow {
+  id: string;
+  kind: string;
+  created_at: number;
+  last_seen_at: number;
+  verified_shards: number;
+  rejected_shards: number;
+  flops: number;
+  credits: number;
+  status: string;
+  status_reason: string | null;
+  strikes: number;
+  clean_since_strike: number;
+  canaries_passed: number;
+  canaries_failed: number;
+}
+
+function toTrust(r: ContributorRow): TrustRecord {
+  return {
+    status: r.status as TrustStatus,
+    strikes: r.strikes,
+    cleanSinceStrike: r.clean_since_strike,
+    verified: r.verified_shards,
+    canariesPassed: r.canaries_passed,
+    canariesFailed: r.canaries_failed,
+  };
+}
+
 interface LeaseRow {
   token: string;
   state: string;
@@ -69,6 +102,8 @@ function toJob(r: JobRow): JobRecord {
     status: r.status as JobStatus,
     owner: r.owner,
     priority: r.priority,
+    verification: r.verification as VerificationMethod,
+    hidden: r.hidden === 1,
     m: r.m,
     k: r.k,
     n: r.n,
@@ -120,15 +155,15 @@ export class SqliteStore implements Store {
 
   async createJob(job: NewJob): Promise<void> {
     const insertJob = this.stmt(
-      `INSERT INTO jobs (id, type, status, owner, priority, m, k, n, tile_rows, tile_cols, total_shards, created_at, updated_at)
-       VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO jobs (id, type, status, owner, priority, verification, hidden, m, k, n, tile_rows, tile_cols, total_shards, created_at, updated_at)
+       VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
     const insertPanel = this.stmt(`INSERT INTO job_panels (job_id, side, idx, sha256, bytes) VALUES (?, ?, ?, ?, ?)`);
     const insertShard = this.stmt(
       `INSERT INTO shards (id, job_id, idx, row_panel, col_panel, row0, col0, rows, cols, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued')`,
     );
     this.db.transaction(() => {
-      insertJob.run(job.id, job.type, job.owner, job.priority, job.m, job.k, job.n, job.tileRows, job.tileCols, job.shards.length, job.now, job.now);
+      insertJob.run(job.id, job.type, job.owner, job.priority, job.verification, job.hidden ? 1 : 0, job.m, job.k, job.n, job.tileRows, job.tileCols, job.shards.length, job.now, job.now);
       for (const p of job.panels) insertPanel.run(job.id, p.side, p.idx, p.sha256, p.bytes);
       for (const s of job.shards) insertShard.run(s.id, job.id, s.idx, s.rowPanel, s.colPanel, s.row0, s.col0, s.rows, s.cols);
     }).immediate();
@@ -146,8 +181,8 @@ export class SqliteStore implements Store {
   async listJobs(filter: { owner?: string | null; limit: number }): Promise<JobRecord[]> {
     const rows =
       filter.owner === undefined
-        ? this.stmt(`SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?`).all(filter.limit)
-        : this.stmt(`SELECT * FROM jobs WHERE owner IS ? ORDER BY created_at DESC LIMIT ?`).all(filter.owner, filter.limit);
+        ? this.stmt(`SELECT * FROM jobs WHERE hidden = 0 ORDER BY created_at DESC LIMIT ?`).all(filter.limit)
+        : this.stmt(`SELECT * FROM jobs WHERE hidden = 0 AND owner IS ? ORDER BY created_at DESC LIMIT ?`).all(filter.owner, filter.limit);
     return (rows as JobRow[]).map(toJob);
   }
 
@@ -155,12 +190,17 @@ export class SqliteStore implements Store {
     return this.stmt(`SELECT side, idx, sha256, bytes FROM job_panels WHERE job_id = ? ORDER BY side, idx`).all(jobId) as PanelRecord[];
   }
 
-  private panel(jobId: string, side: 'a' | 'b', idx: number): PanelRecord {
+  private panel(jobId: string, side: PanelRecord['side'], idx: number): PanelRecord {
+    const p = this.panelOrNull(jobId, side, idx);
+    if (!p) throw new Error(`job ${jobId} has no ${side} panel ${idx}`);
+    return p;
+  }
+
+  private panelOrNull(jobId: string, side: PanelRecord['side'], idx: number): PanelRecord | null {
     const p = this.stmt(`SELECT side, idx, sha256, bytes FROM job_panels WHERE job_id = ? AND side = ? AND idx = ?`).get(jobId, side, idx) as
       | PanelRecord
       | undefined;
-    if (!p) throw new Error(`job ${jobId} has no ${side} panel ${idx}`);
-    return p;
+    return p ?? null;
   }
 
   async cancelJob(id: string, now: number, reason: string) {
@@ -169,18 +209,15 @@ export class SqliteStore implements Store {
         const job = this.jobById(id);
         if (!job) return undefined;
         if (job.status !== 'queued' && job.status !== 'running') return { job, revoked: [] };
-        const revoked = this.db
-          .prepare(
+        const revoked = this.stmt(
             `SELECT l.session_id AS sessionId, l.shard_id AS shardId FROM leases l JOIN shards s ON s.id = l.shard_id
              WHERE s.job_id = ? AND l.state = 'active'`,
           )
           .all(id) as { sessionId: string; shardId: string }[];
-        this.db
-          .prepare(`UPDATE leases SET state = 'cancelled', ended_at = ? WHERE state = 'active' AND shard_id IN (SELECT id FROM shards WHERE job_id = ?)`)
+        this.stmt(`UPDATE leases SET state = 'cancelled', ended_at = ? WHERE state = 'active' AND shard_id IN (SELECT id FROM shards WHERE job_id = ?)`)
           .run(now, id);
         this.stmt(`UPDATE shards SET state = 'cancelled' WHERE job_id = ? AND state IN ('queued','leased')`).run(id);
-        this.db
-          .prepare(`UPDATE jobs SET status = 'cancelled', reason = ?, leased_shards = 0, updated_at = ?, completed_at = ? WHERE id = ?`)
+        this.stmt(`UPDATE jobs SET status = 'cancelled', reason = ?, leased_shards = 0, updated_at = ?, completed_at = ? WHERE id = ?`)
           .run(reason, now, now, id);
         return { job: this.jobById(id)!, revoked };
       })
@@ -189,36 +226,50 @@ export class SqliteStore implements Store {
 
   async finishJob(id: string, status: 'completed' | 'failed', now: number, reason?: string): Promise<void> {
     this.db.transaction(() => {
-      this.db
-        .prepare(`UPDATE jobs SET status = ?, reason = ?, updated_at = ?, completed_at = ?, leased_shards = 0 WHERE id = ? AND ${ACTIVE_JOB}`)
+      this.stmt(`UPDATE jobs SET status = ?, reason = ?, updated_at = ?, completed_at = ?, leased_shards = 0 WHERE id = ? AND ${ACTIVE_JOB}`)
         .run(status, reason ?? null, now, now, id);
       if (status === 'failed') {
-        this.db
-          .prepare(`UPDATE leases SET state = 'cancelled', ended_at = ? WHERE state = 'active' AND shard_id IN (SELECT id FROM shards WHERE job_id = ?)`)
+        this.stmt(`UPDATE leases SET state = 'cancelled', ended_at = ? WHERE state = 'active' AND shard_id IN (SELECT id FROM shards WHERE job_id = ?)`)
           .run(now, id);
         this.stmt(`UPDATE shards SET state = 'cancelled' WHERE job_id = ? AND state IN ('queued','leased')`).run(id);
       }
     }).immediate();
   }
 
+  async activeHiddenJobs(): Promise<string[]> {
+    return (this.stmt(`SELECT id FROM jobs WHERE ${ACTIVE_JOB} AND hidden = 1`).all() as { id: string }[]).map((r) => r.id);
+  }
+
   async jobsAwaitingFinalize(): Promise<JobRecord[]> {
-    const rows = this.stmt(`SELECT * FROM jobs WHERE ${ACTIVE_JOB} AND verified_shards = total_shards`).all() as JobRow[];
+    const rows = this.stmt(`SELECT * FROM jobs WHERE ${ACTIVE_JOB} AND hidden = 0 AND verified_shards = total_shards`).all() as JobRow[];
     return rows.map(toJob);
   }
 
   async releaseJobPanels(jobId: string): Promise<string[]> {
     return this.db
       .transaction(() => {
-        const shas = (this.stmt(`SELECT DISTINCT sha256 FROM job_panels WHERE job_id = ?`).all(jobId) as { sha256: string }[]).map((r) => r.sha256);
+        const shas = (
+          this.stmt(
+            `SELECT sha256 FROM job_panels WHERE job_id = ?
+             UNION SELECT r.sha256 FROM shard_results r JOIN shards s ON s.id = r.shard_id WHERE s.job_id = ?`,
+          ).all(jobId, jobId) as { sha256: string }[]
+        ).map((r) => r.sha256);
         this.stmt(`DELETE FROM job_panels WHERE job_id = ?`).run(jobId);
-        const stillUsed = this.stmt(`SELECT 1 FROM job_panels WHERE sha256 = ? LIMIT 1`);
-        return shas.filter((sha) => stillUsed.get(sha) === undefined);
+        this.stmt(`DELETE FROM shard_results WHERE shard_id IN (SELECT id FROM shards WHERE job_id = ?)`).run(jobId);
+        return shas.filter((sha) => !this.blobInUse(sha));
       })
       .immediate();
   }
 
+  private blobInUse(sha: string): boolean {
+    return (
+      this.stmt(`SELECT 1 FROM job_panels WHERE sha256 = ? LIMIT 1`).get(sha) !== undefined ||
+      this.stmt(`SELECT 1 FROM shard_results WHERE sha256 = ? LIMIT 1`).get(sha) !== undefined
+    );
+  }
+
   async referencedBlobs(): Promise<Set<string>> {
-    const rows = this.stmt(`SELECT DISTINCT sha256 FROM job_panels`).all() as { sha256: string }[];
+    const rows = this.stmt(`SELECT sha256 FROM job_panels UNION SELECT sha256 FROM shard_results`).all() as { sha256: string }[];
     return new Set(rows.map((r) => r.sha256));
   }
 
@@ -226,7 +277,7 @@ export class SqliteStore implements Store {
     // Jobs of equal priority take turns: the one served longest ago goes next (round robin).
     const pickJob = this.stmt(
       `SELECT j.id, j.k FROM jobs j
-       WHERE j.${ACTIVE_JOB} AND EXISTS (SELECT 1 FROM shards s WHERE s.state = 'queued' AND s.job_id = j.id)
+       WHERE j.${ACTIVE_JOB} AND j.hidden = 0 AND EXISTS (SELECT 1 FROM shards s WHERE s.state = 'queued' AND s.job_id = j.id)
          AND j.id NOT IN (SELECT value FROM json_each(?))
        ORDER BY j.priority DESC, j.last_granted_at ASC, j.created_at ASC LIMIT 1`,
     );
@@ -237,15 +288,17 @@ export class SqliteStore implements Store {
       `SELECT * FROM shards s WHERE s.state = 'queued' AND s.job_id = ?
          AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.shard_id = s.id AND l.contributor_id = ?
                          AND (l.state = 'rejected' OR (l.state = 'expired' AND l.ended_at > ?)))
+         AND NOT EXISTS (SELECT 1 FROM shard_results p WHERE p.shard_id = s.id AND p.contributor_id = ?)
        ORDER BY (s.row_panel = ?) + (s.col_panel = ?) DESC, s.idx LIMIT 1`,
     );
     const pickStraggler = this.stmt(
       `SELECT s.*, j.k FROM leases l JOIN shards s ON s.id = l.shard_id JOIN jobs j ON j.id = s.job_id
-       WHERE l.state = 'active' AND l.granted_at < ? AND l.contributor_id != ? AND s.state = 'leased' AND j.${ACTIVE_JOB}
+       WHERE l.state = 'active' AND l.granted_at < ? AND l.contributor_id != ? AND s.state = 'leased' AND j.${ACTIVE_JOB} AND j.hidden = 0
          AND j.id NOT IN (SELECT value FROM json_each(?))
          AND (SELECT count(*) FROM leases x WHERE x.shard_id = s.id AND x.state = 'active') = 1
          AND NOT EXISTS (SELECT 1 FROM leases r WHERE r.shard_id = s.id AND r.contributor_id = ?
                          AND (r.state = 'rejected' OR (r.state = 'expired' AND r.ended_at > ?)))
+         AND NOT EXISTS (SELECT 1 FROM shard_results p WHERE p.shard_id = s.id AND p.contributor_id = ?)
        ORDER BY j.priority DESC, l.granted_at ASC LIMIT 1`,
     );
     const activeInSession = this.stmt(`SELECT count(*) AS n FROM leases WHERE session_id = ? AND state = 'active'`);
@@ -285,7 +338,7 @@ export class SqliteStore implements Store {
           const job = pickJob.get(JSON.stringify(skipped)) as { id: string; k: number } | undefined;
           if (!job) break;
           const same = prefer?.jobId === job.id;
-          const shard = pickShard.get(job.id, req.contributorId, req.now - EXPIRED_COOLDOWN_MS, same ? prefer!.rowPanel : -1, same ? prefer!.colPanel : -1) as ShardRow | undefined;
+          const shard = pickShard.get(job.id, req.contributorId, req.now - EXPIRED_COOLDOWN_MS, req.contributorId, same ? prefer!.rowPanel : -1, same ? prefer!.colPanel : -1) as ShardRow | undefined;
           if (!shard) {
             skipped.push(job.id);
             continue;
@@ -302,7 +355,7 @@ export class SqliteStore implements Store {
         }
         const tooLarge: string[] = [];
         while (granted.length < want && Number.isFinite(req.speculateAfterMs)) {
-          const s = pickStraggler.get(req.now - req.speculateAfterMs, req.contributorId, JSON.stringify(tooLarge), req.contributorId, req.now - EXPIRED_COOLDOWN_MS) as
+          const s = pickStraggler.get(req.now - req.speculateAfterMs, req.contributorId, JSON.stringify(tooLarge), req.contributorId, req.now - EXPIRED_COOLDOWN_MS, req.contributorId) as
             | (ShardRow & { k: number })
             | undefined;
           if (!s) break;
@@ -324,8 +377,6 @@ export class SqliteStore implements Store {
     if (!lease) return undefined;
     const shard = this.stmt(`SELECT * FROM shards WHERE id = ?`).get(lease.shard_id) as ShardRow;
     const job = this.jobById(shard.job_id)!;
-    const panels = this.stmt(`SELECT count(*) AS n FROM job_panels WHERE job_id = ?`).get(job.id) as { n: number };
-    if (panels.n === 0) return undefined; // the job's inputs were already released
     return {
       token: lease.token,
       state: lease.state as LeaseState,
@@ -340,8 +391,8 @@ export class SqliteStore implements Store {
       rows: shard.rows,
       cols: shard.cols,
       job,
-      a: this.panel(job.id, 'a', shard.row_panel),
-      b: this.panel(job.id, 'b', shard.col_panel),
+      a: this.panelOrNull(job.id, 'a', shard.row_panel),
+      b: this.panelOrNull(job.id, 'b', shard.col_panel),
     };
   }
 
@@ -352,13 +403,12 @@ export class SqliteStore implements Store {
     if (others.n > 0) return;
     const res = this.stmt(`UPDATE shards SET state = 'queued' WHERE id = ? AND state = 'leased'`).run(lease.shard_id);
     if (res.changes > 0) {
-      this.db
-        .prepare(`UPDATE jobs SET leased_shards = max(leased_shards - 1, 0), updated_at = ? WHERE id = (SELECT job_id FROM shards WHERE id = ?)`)
+      this.stmt(`UPDATE jobs SET leased_shards = max(leased_shards - 1, 0), updated_at = ? WHERE id = (SELECT job_id FROM shards WHERE id = ?)`)
         .run(now, lease.shard_id);
     }
   }
 
-  async acceptResult(token: string, now: number, flops: number): Promise<AcceptOutcome> {
+  async acceptResult(token: string, now: number, flops: number, alsoCredit: string[] = []): Promise<AcceptOutcome> {
     return this.db
       .transaction((): AcceptOutcome => {
         const lease = this.stmt(`SELECT * FROM leases WHERE token = ?`).get(token) as LeaseRow | undefined;
@@ -369,21 +419,17 @@ export class SqliteStore implements Store {
         if (shard.state === 'verified') return { accepted: false, reason: 'ALREADY_VERIFIED' };
         const wasLeased = shard.state === 'leased';
         this.stmt(`UPDATE leases SET state = 'returned', ended_at = ? WHERE token = ?`).run(now, token);
-        this.db
-          .prepare(`UPDATE leases SET state = 'superseded', ended_at = ? WHERE shard_id = ? AND state = 'active'`)
+        this.stmt(`UPDATE leases SET state = 'superseded', ended_at = ? WHERE shard_id = ? AND state = 'active'`)
           .run(now, shard.id);
-        this.db
-          .prepare(`UPDATE shards SET state = 'verified', verified_by = ?, verified_at = ?, returned = 1 WHERE id = ?`)
+        this.stmt(`UPDATE shards SET state = 'verified', verified_by = ?, verified_at = ?, returned = 1 WHERE id = ?`)
           .run(lease.contributor_id, now, shard.id);
-        this.db
-          .prepare(
+        this.stmt(
             `UPDATE jobs SET verified_shards = verified_shards + 1, returned_shards = returned_shards + ?,
                leased_shards = max(leased_shards - ?, 0), updated_at = ? WHERE id = ?`,
           )
           .run(shard.returned ? 0 : 1, wasLeased ? 1 : 0, now, job.id);
-        this.db
-          .prepare(`UPDATE contributors SET verified_shards = verified_shards + 1, flops = flops + ? WHERE id = ?`)
-          .run(flops, lease.contributor_id);
+        const credit = this.stmt(`UPDATE contributors SET verified_shards = verified_shards + 1, flops = flops + ?, credits = credits + ? WHERE id = ?`);
+        for (const id of new Set([lease.contributor_id, ...alsoCredit])) credit.run(flops, flops / 1e9, id);
         const after = this.jobById(job.id)!;
         return { accepted: true, jobVerified: after.verifiedShards === after.totalShards };
       })
@@ -398,8 +444,7 @@ export class SqliteStore implements Store {
         const shard = this.stmt(`SELECT * FROM shards WHERE id = ?`).get(lease.shard_id) as ShardRow;
         this.endLease(lease, 'rejected', now);
         this.stmt(`UPDATE shards SET failures = failures + 1, returned = 1 WHERE id = ?`).run(shard.id);
-        this.db
-          .prepare(`UPDATE jobs SET returned_shards = returned_shards + ?, updated_at = ? WHERE id = ?`)
+        this.stmt(`UPDATE jobs SET returned_shards = returned_shards + ?, updated_at = ? WHERE id = ?`)
           .run(shard.returned ? 0 : 1, now, shard.job_id);
         this.stmt(`UPDATE contributors SET rejected_shards = rejected_shards + 1 WHERE id = ?`).run(lease.contributor_id);
         if (shard.failures + 1 >= maxFailures && shard.state !== 'verified') {
@@ -446,8 +491,7 @@ export class SqliteStore implements Store {
   }
 
   async registerContributor(c: { id: string; tokenHash: string; kind: string; adapter: string; now: number }): Promise<void> {
-    this.db
-      .prepare(`INSERT INTO contributors (id, token_hash, kind, adapter, created_at, last_seen_at) VALUES (?, ?, ?, ?, ?, ?)`)
+    this.stmt(`INSERT INTO contributors (id, token_hash, kind, adapter, created_at, last_seen_at) VALUES (?, ?, ?, ?, ?, ?)`)
       .run(c.id, c.tokenHash, c.kind, c.adapter, c.now, c.now);
   }
 
@@ -461,9 +505,7 @@ export class SqliteStore implements Store {
   }
 
   async getContributor(id: string): Promise<ContributorRecord | undefined> {
-    const r = this.stmt(`SELECT * FROM contributors WHERE id = ?`).get(id) as
-      | { id: string; kind: string; created_at: number; last_seen_at: number; verified_shards: number; rejected_shards: number; flops: number }
-      | undefined;
+    const r = this.stmt(`SELECT * FROM contributors WHERE id = ?`).get(id) as ContributorRow | undefined;
     if (!r) return undefined;
     return {
       id: r.id,
@@ -473,6 +515,113 @@ export class SqliteStore implements Store {
       verifiedShards: r.verified_shards,
       rejectedShards: r.rejected_shards,
       flops: r.flops,
+      credits: r.credits,
+      trust: toTrust(r),
+      statusReason: r.status_reason,
     };
   }
+
+  async updateTrust(contributorId: string, change: (rec: TrustRecord) => TrustRecord, reason: string): Promise<TrustRecord> {
+    return this.db
+      .transaction(() => {
+        const r = this.stmt(`SELECT * FROM contributors WHERE id = ?`).get(contributorId) as ContributorRow | undefined;
+        if (!r) throw new Error(`no contributor ${contributorId}`);
+        const before = toTrust(r);
+        const next = change(before);
+        this.stmt(
+          `UPDATE contributors SET status = ?, strikes = ?, clean_since_strike = ?, canaries_passed = ?, canaries_failed = ?,
+             status_reason = CASE WHEN ? != status THEN ? ELSE status_reason END WHERE id = ?`,
+        ).run(next.status, next.strikes, next.cleanSinceStrike, next.canariesPassed, next.canariesFailed, next.status, reason, contributorId);
+        return next;
+      })
+      .immediate();
+  }
+
+  async releaseContributor(contributorId: string, now: number): Promise<number> {
+    return this.endLeasesWhere('contributor_id = ?', [contributorId], 'released', now);
+  }
+
+  async leaseShard(
+    shardId: string,
+    req: Omit<LeaseGrantRequest, 'max' | 'prefer' | 'speculateAfterMs' | 'maxActivePerSession'>,
+  ): Promise<GrantedLease | undefined> {
+    return this.db
+      .transaction(() => {
+        const shard = this.stmt(`SELECT * FROM shards WHERE id = ? AND state = 'queued'`).get(shardId) as ShardRow | undefined;
+        if (!shard) return undefined;
+        const job = this.jobById(shard.job_id)!;
+        const work: ShardWork = {
+          shardId,
+          jobId: job.id,
+          rowPanel: shard.row_panel,
+          colPanel: shard.col_panel,
+          rows: shard.rows,
+          cols: shard.cols,
+          k: job.k,
+          a: this.panel(job.id, 'a', shard.row_panel),
+          b: this.panel(job.id, 'b', shard.col_panel),
+        };
+        const token = randomUUID();
+        const deadline = req.now + req.leaseMsFor(work);
+        this.stmt(
+          `INSERT INTO leases (token, shard_id, contributor_id, session_id, state, granted_at, deadline) VALUES (?, ?, ?, ?, 'active', ?, ?)`,
+        ).run(token, shardId, req.contributorId, req.sessionId, req.now, deadline);
+        this.stmt(`UPDATE shards SET state = 'leased', attempts = attempts + 1 WHERE id = ?`).run(shardId);
+        this.stmt(`UPDATE jobs SET status = 'running', leased_shards = leased_shards + 1, updated_at = ? WHERE id = ?`).run(req.now, job.id);
+        return { ...work, token, deadline };
+      })
+      .immediate();
+  }
+
+  async addPendingResult(token: string, sha256: string, bytes: number, now: number): Promise<PendingResult[]> {
+    return this.db
+      .transaction(() => {
+        const lease = this.stmt(`SELECT * FROM leases WHERE token = ?`).get(token) as LeaseRow | undefined;
+        if (!lease) return [];
+        this.stmt(`INSERT OR REPLACE INTO shard_results (token, shard_id, contributor_id, sha256, bytes, created_at) VALUES (?, ?, ?, ?, ?, ?)`).run(
+          token,
+          lease.shard_id,
+          lease.contributor_id,
+          sha256,
+          bytes,
+          now,
+        );
+        const shard = this.stmt(`SELECT * FROM shards WHERE id = ?`).get(lease.shard_id) as ShardRow;
+        if (!shard.returned) {
+          this.stmt(`UPDATE shards SET returned = 1 WHERE id = ?`).run(shard.id);
+          this.stmt(`UPDATE jobs SET returned_shards = returned_shards + 1 WHERE id = ?`).run(shard.job_id);
+        }
+        this.endLease(lease, 'returned', now); // the shard is queued again for a replica
+        return this.pendingFor(lease.shard_id);
+      })
+      .immediate();
+  }
+
+  private pendingFor(shardId: string): PendingResult[] {
+    return this.stmt(
+      `SELECT token, contributor_id AS contributorId, sha256, bytes FROM shard_results WHERE shard_id = ? ORDER BY created_at`,
+    ).all(shardId) as PendingResult[];
+  }
+
+  async pendingResults(shardId: string): Promise<PendingResult[]> {
+    return this.pendingFor(shardId);
+  }
+
+  async dropPendingResults(filter: { shardId?: string; contributorId?: string; tokens?: string[] }): Promise<string[]> {
+    return this.db
+      .transaction(() => {
+        const where: string[] = [];
+        const params: unknown[] = [];
+        if (filter.shardId) (where.push('shard_id = ?'), params.push(filter.shardId));
+        if (filter.contributorId) (where.push('contributor_id = ?'), params.push(filter.contributorId));
+        if (filter.tokens) (where.push('token IN (SELECT value FROM json_each(?))'), params.push(JSON.stringify(filter.tokens)));
+        if (where.length === 0) return [];
+        const clause = where.join(' AND ');
+        const shas = (this.stmt(`SELECT DISTINCT sha256 FROM shard_results WHERE ${clause}`).all(...params) as { sha256: string }[]).map((r) => r.sha256);
+        this.stmt(`DELETE FROM shard_results WHERE ${clause}`).run(...params);
+        return shas.filter((sha) => !this.blobInUse(sha));
+      })
+      .immediate();
+  }
+
 }

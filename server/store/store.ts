@@ -5,9 +5,10 @@
  * Methods are async for that reason even though SQLite answers synchronously.
  */
 import type { JobStatus, JobType } from '../../shared/api';
+import type { TrustRecord } from '../trust/reputation';
 
 export interface PanelRecord {
-  side: 'a' | 'b';
+  side: 'a' | 'b' | 'answer' | 'tolerance';
   idx: number;
   sha256: string;
   bytes: number;
@@ -24,11 +25,16 @@ export interface NewShard {
   cols: number;
 }
 
+export type VerificationMethod = 'freivalds' | 'replication';
+
 export interface NewJob {
   id: string;
   type: JobType;
   owner: string | null;
   priority: number;
+  verification: VerificationMethod;
+  /** A canary: never listed, never assembled; leased only through leaseCanary. */
+  hidden?: boolean;
   m: number;
   k: number;
   n: number;
@@ -45,6 +51,8 @@ export interface JobRecord {
   status: JobStatus;
   owner: string | null;
   priority: number;
+  verification: VerificationMethod;
+  hidden: boolean;
   m: number;
   k: number;
   n: number;
@@ -114,8 +122,16 @@ export interface LeaseLookup {
   rows: number;
   cols: number;
   job: JobRecord;
-  a: PanelRecord;
-  b: PanelRecord;
+  /** Null once the job ended and its inputs were released. */
+  a: PanelRecord | null;
+  b: PanelRecord | null;
+}
+
+export interface PendingResult {
+  token: string;
+  contributorId: string;
+  sha256: string;
+  bytes: number;
 }
 
 export type AcceptOutcome =
@@ -135,6 +151,10 @@ export interface ContributorRecord {
   verifiedShards: number;
   rejectedShards: number;
   flops: number;
+  /** One credit per GFLOP of verified work. */
+  credits: number;
+  trust: TrustRecord;
+  statusReason: string | null;
 }
 
 export interface Store {
@@ -145,6 +165,8 @@ export interface Store {
   /** Cancels the job and its unfinished shards and leases; returns the sessions holding revoked leases. */
   cancelJob(id: string, now: number, reason: string): Promise<{ job: JobRecord; revoked: { sessionId: string; shardId: string }[] } | undefined>;
   finishJob(id: string, status: 'completed' | 'failed', now: number, reason?: string): Promise<void>;
+  /** Canary jobs not yet answered. */
+  activeHiddenJobs(): Promise<string[]>;
   /** Jobs still marked active although every shard is verified (a crash hit between the two steps). */
   jobsAwaitingFinalize(): Promise<JobRecord[]>;
   /** Drops the job's panel references; returns blobs that no other job refers to any more. */
@@ -154,7 +176,19 @@ export interface Store {
 
   grantLeases(req: LeaseGrantRequest): Promise<GrantedLease[]>;
   findLease(token: string): Promise<LeaseLookup | undefined>;
-  acceptResult(token: string, now: number, flops: number): Promise<AcceptOutcome>;
+  /** Marks the shard verified and credits the lease's contributor (and `alsoCredit`, replicas that agreed). */
+  acceptResult(token: string, now: number, flops: number, alsoCredit?: string[]): Promise<AcceptOutcome>;
+  /** Leases one specific shard (a canary) to a contributor. */
+  leaseShard(shardId: string, req: Omit<LeaseGrantRequest, 'max' | 'prefer' | 'speculateAfterMs' | 'maxActivePerSession'>): Promise<GrantedLease | undefined>;
+  /** Parks a result until a replica agrees with it; the shard goes back to the queue for another contributor. */
+  addPendingResult(token: string, sha256: string, bytes: number, now: number): Promise<PendingResult[]>;
+  pendingResults(shardId: string): Promise<PendingResult[]>;
+  /** Drops parked results (of a shard, or of a banned contributor); returns blobs no longer referenced. */
+  dropPendingResults(filter: { shardId?: string; contributorId?: string; tokens?: string[] }): Promise<string[]>;
+  /** Applies a reputation change atomically; returns the new record. */
+  updateTrust(contributorId: string, change: (rec: TrustRecord) => TrustRecord, reason: string): Promise<TrustRecord>;
+  /** Releases every active lease a contributor holds (on ban). */
+  releaseContributor(contributorId: string, now: number): Promise<number>;
   rejectResult(token: string, now: number, maxFailures: number, reason: string): Promise<RejectOutcome>;
   releaseLease(token: string, sessionId: string, now: number): Promise<boolean>;
   releaseSession(sessionId: string, now: number): Promise<number>;

@@ -1,28 +1,18 @@
 import { freivaldsCheck } from '../../shared/freivalds';
-import type { LeaseLookup } from '../store/store';
 import type { PanelCache } from './panel-cache';
+import type { LiveLease, ResultVerifier, Verdict } from './verdict';
 
-export type VerifyOutcome = { ok: true } | { ok: false; code: 'SHAPE_MISMATCH' | 'VERIFICATION_FAILED'; message: string };
-
-/** Checks a returned C tile against its A and B panels with Freivalds' test. */
-export class MatmulVerifier {
+/** Matrix products: every tile is checked against its A and B panels with Freivalds' test, whoever sent it. */
+export class FreivaldsVerifier implements ResultVerifier {
   constructor(
     private readonly panels: PanelCache,
     private readonly rounds = 3,
   ) {}
 
-  async verify(lease: LeaseLookup, tile: Float32Array): Promise<VerifyOutcome> {
-    const expected = lease.rows * lease.cols;
-    if (tile.length !== expected) {
-      return {
-        ok: false,
-        code: 'SHAPE_MISMATCH',
-        message: `tile must be ${lease.rows}×${lease.cols} float32 (${expected * 4} bytes), got ${tile.length * 4} bytes`,
-      };
-    }
+  async verify(lease: LiveLease, tile: Float32Array): Promise<Verdict> {
     const [a, b] = await Promise.all([this.panels.get(lease.a.sha256, lease.a.bytes), this.panels.get(lease.b.sha256, lease.b.bytes)]);
     const result = freivaldsCheck(a, b, tile, lease.rows, lease.job.k, lease.cols, { rounds: this.rounds });
-    if (result.ok) return { ok: true };
-    return { ok: false, code: 'VERIFICATION_FAILED', message: `tile failed Freivalds' check: ${result.reason ?? 'mismatch'}` };
+    if (result.ok) return { kind: 'accept' };
+    return { kind: 'reject', code: 'VERIFICATION_FAILED', message: `tile failed Freivalds' check: ${result.reason ?? 'mismatch'}` };
   }
 }

@@ -122,7 +122,7 @@ describe('scheduler under faults', () => {
     expect(high.priority).toBe(5);
     const worker = await spawn();
     await waitForJob(coord!.url, low.id);
-    expect(worker.leases[0]!.jobId).toBe(high.id);
+    expect(worker.leases.find((l) => l.jobId === high.id || l.jobId === low.id)!.jobId).toBe(high.id);
     const bad = new FormData();
     bad.set('type', 'matmul');
     bad.set('priority', 'urgent');
@@ -130,7 +130,7 @@ describe('scheduler under faults', () => {
   });
 
   it('pipelines leases, caps them per contributor, and prefers tiles that reuse held panels', async () => {
-    await start({ maxLeasesPerContributor: 3 });
+    await start({ maxLeasesPerContributor: 3, canaries: false });
     const p = problem(256, 16, 256, 19);
     const job = await submitMatmul(coord!.url, p.a, p.b);
     expect(job.progress.total).toBe(16);

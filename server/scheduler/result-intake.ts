@@ -1,0 +1,112 @@
+import type { ProtocolError, ResultReply } from '../../shared/protocol';
+import type { JobFinisher } from '../jobs/job-finisher';
+import type { Logger } from '../logger';
+import type { ResultFiles } from '../storage/result-files';
+import type { LeaseLookup, Store } from '../store/store';
+import type { TrustKeeper } from '../trust/trust-keeper';
+import type { LiveLease, ResultVerifier, Verdict } from '../verify/verdict';
+import type { ContributorSession } from './dispatcher';
+import { shardFlops } from './lease-policy';
+
+export interface ResultIntakeDeps {
+  store: Store;
+  results: ResultFiles;
+  finisher: JobFinisher;
+  trust: TrustKeeper;
+  verifiers: { freivalds: ResultVerifier; replication: ResultVerifier; canary: ResultVerifier };
+  maxShardFailures: number;
+  log: Logger;
+  onRequeued(shards: number): void;
+  onVerified(session: ContributorSession, flops: number, elapsedMs: number): void;
+}
+
+const err = (code: ProtocolError['code'], message: string): { ok: false; error: ProtocolError } => ({ ok: false, error: { code, message } });
+
+function asFloat32(bytes: Uint8Array | ArrayBuffer): Float32Array | undefined {
+  const u8 = bytes instanceof ArrayBuffer ? new Uint8Array(bytes) : bytes;
+  if (u8.byteLength % 4 !== 0) return undefined;
+  if (u8.byteOffset % 4 === 0) return new Float32Array(u8.buffer, u8.byteOffset, u8.byteLength / 4);
+  return new Float32Array(new Uint8Array(u8).buffer); // copy: socket.io hands out views into shared, unaligned buffers
+}
+
+/**
+ * Takes a contributor's result through the checks every result must pass —
+ * the lease is its own and still open, the size is right — and then through
+ * the verification method of its job, before anything is assembled or
+ * credited. Every cheat it sees is recorded against the sender.
+ */
+export class ResultIntake {
+  constructor(private readonly deps: ResultIntakeDeps) {}
+
+  async submit(session: ContributorSession, msg: { shardId: string; leaseToken: string; c: Uint8Array | ArrayBuffer }): Promise<ResultReply> {
+    const { store, trust } = this.deps;
+    const lease = await store.findLease(msg.leaseToken);
+    if (!lease || lease.shardId !== msg.shardId || lease.contributorId !== session.contributorId) {
+      await trust.record(session.contributorId, 'protocol-violation', `result for a lease it does not hold (shard ${msg.shardId})`);
+      return err('LEASE_UNKNOWN', `you hold no lease ${msg.leaseToken} for shard ${msg.shardId}`);
+    }
+    if (lease.job.status !== 'queued' && lease.job.status !== 'running') return err('JOB_CANCELLED', `job ${lease.job.id} is ${lease.job.status}; drop this shard`);
+    if (lease.state === 'returned' || lease.state === 'rejected') {
+      await trust.record(session.contributorId, 'protocol-violation', `replayed a result for lease ${lease.token}`);
+      return err('LEASE_UNKNOWN', `lease ${msg.leaseToken} already ended (${lease.state}); a result is accepted once per lease`);
+    }
+    if (lease.shardState === 'verified') return err('LEASE_EXPIRED', `shard ${msg.shardId} was already completed by another contributor`);
+    if (lease.state === 'superseded' || lease.state === 'cancelled') return err('LEASE_EXPIRED', `lease ${msg.leaseToken} was withdrawn (${lease.state})`);
+    if (!lease.a || !lease.b) return err('JOB_CANCELLED', `job ${lease.job.id} has ended`);
+    const live: LiveLease = { ...lease, a: lease.a, b: lease.b };
+    const tile = asFloat32(msg.c);
+    if (!tile || tile.length !== lease.rows * lease.cols) {
+      const message = `tile must be ${lease.rows}×${lease.cols} float32 (${lease.rows * lease.cols * 4} bytes), got ${msg.c.byteLength} bytes`;
+      await this.reject(session, lease, 'protocol-violation', message);
+      return err('SHAPE_MISMATCH', message);
+    }
+    const verdict = await this.verifierFor(lease).verify(live, tile, await trust.current(session.contributorId));
+    return this.apply(session, live, tile, verdict);
+  }
+
+  private verifierFor(lease: LeaseLookup): ResultVerifier {
+    if (lease.job.hidden) return this.deps.verifiers.canary;
+    return lease.job.verification === 'replication' ? this.deps.verifiers.replication : this.deps.verifiers.freivalds;
+  }
+
+  private async reject(session: ContributorSession, lease: LeaseLookup, event: 'protocol-violation' | 'rejected' | 'canary-failed', message: string): Promise<void> {
+    const { store, log } = this.deps;
+    const outcome = await store.rejectResult(lease.token, Date.now(), this.deps.maxShardFailures, message);
+    log.warn({ shardId: lease.shardId, contributorId: session.contributorId, reason: message }, 'result rejected');
+    await this.deps.trust.record(session.contributorId, event, message);
+    if (lease.job.hidden) await this.deps.finisher.retireCanary(lease.job.id);
+    else if (outcome.jobFailed) await this.deps.finisher.fail(lease.job.id, outcome.jobFailed);
+    else this.deps.onRequeued(1);
+  }
+
+  private async apply(session: ContributorSession, lease: LiveLease, tile: Float32Array, verdict: Verdict): Promise<ResultReply> {
+    const { store, trust } = this.deps;
+    if (verdict.kind === 'reject') {
+      await this.reject(session, lease, lease.job.hidden ? 'canary-failed' : 'rejected', verdict.message);
+      return err(verdict.code, verdict.message);
+    }
+    if (verdict.kind === 'pending') {
+      this.deps.onRequeued(1);
+      return { ok: true, status: 'pending' };
+    }
+    const flops = shardFlops({ rows: lease.rows, cols: lease.cols, k: lease.job.k });
+    if (!lease.job.hidden) {
+      await this.deps.results.writeTile(lease.job.id, lease.job.m, lease.job.n, { row0: lease.row0, col0: lease.col0, rows: lease.rows, cols: lease.cols, data: tile });
+    }
+    const accepted = await store.acceptResult(lease.token, Date.now(), flops, verdict.agreed ?? []);
+    if (!accepted.accepted) {
+      if (accepted.reason === 'ALREADY_VERIFIED') return err('LEASE_EXPIRED', `shard ${lease.shardId} was already completed by another contributor`);
+      return err('JOB_CANCELLED', `job ${lease.job.id} is no longer running`);
+    }
+    this.deps.onVerified(session, flops, Date.now() - lease.grantedAt);
+    await trust.record(session.contributorId, lease.job.hidden ? 'canary-passed' : 'verified', lease.shardId);
+    for (const id of verdict.agreed ?? []) await trust.record(id, 'verified', `replica of ${lease.shardId}`);
+    for (const id of verdict.outvoted ?? []) await trust.record(id, 'rejected', `outvoted on ${lease.shardId}`);
+    if (lease.job.hidden) await this.deps.finisher.retireCanary(lease.job.id);
+    else if (accepted.jobVerified) {
+      const job = await store.getJob(lease.job.id);
+      if (job) await this.deps.finisher.complete(job);
+    }
+    return { ok: true, status: 'verified' };
+  }
+}

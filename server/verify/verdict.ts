@@ -1,0 +1,17 @@
+import type { LeaseLookup, PanelRecord } from '../store/store';
+import type { TrustRecord } from '../trust/reputation';
+
+/** A lease whose job still has its inputs. */
+export type LiveLease = LeaseLookup & { a: PanelRecord; b: PanelRecord };
+
+export type Verdict =
+  /** Assemble this tile. `agreed`: replicas whose results matched (credited too); `outvoted`: replicas that disagreed. */
+  | { kind: 'accept'; agreed?: string[]; outvoted?: string[] }
+  | { kind: 'reject'; code: 'VERIFICATION_FAILED'; message: string }
+  /** Parked until a replica from another contributor agrees. */
+  | { kind: 'pending' };
+
+/** One verification method: every job type picks one; the dispatcher treats them alike. */
+export interface ResultVerifier {
+  verify(lease: LiveLease, tile: Float32Array, submitter: TrustRecord): Promise<Verdict>;
+}
