@@ -1,4 +1,5 @@
 import * as Comlink from 'comlink';
+import type { ContributorStats } from '../shared/api';
 import type { GpuWorkerApi, WorkerEvent } from './worker/events';
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -8,6 +9,16 @@ const stateEl = $('state');
 const message = $('message');
 const counts = { verified: 0, rejected: 0 };
 let running = false;
+let contributorId: string | undefined;
+
+/** Credits are the coordinator's to count; the page only shows them. */
+async function refreshCredits(): Promise<void> {
+  if (!contributorId) return;
+  const res = await fetch(`/api/v1/contributors/${contributorId}`);
+  if (!res.ok) return;
+  const stats = (await res.json()) as ContributorStats;
+  $('credits').textContent = stats.credits.toFixed(3);
+}
 
 function setState(state: string, detail?: string): void {
   stateEl.textContent = state;
@@ -22,12 +33,15 @@ function onEvent(e: WorkerEvent): void {
       break;
     case 'identity':
       $('contributor').textContent = e.contributorId;
+      contributorId = e.contributorId;
+      void refreshCredits();
       break;
     case 'shard':
       if (e.ok) counts.verified++;
       else counts.rejected++;
       $('verified').textContent = String(counts.verified);
       $('rejected').textContent = String(counts.rejected);
+      if (e.ok) void refreshCredits();
       $('last').textContent = `${e.computeMs.toFixed(0)} ms, ${e.gflops.toFixed(2)} GFLOPS${e.ok ? '' : ` — ${e.message ?? 'rejected'}`}`;
       break;
   }

@@ -70,7 +70,8 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
     store,
     blobs,
     log,
-    onBanned: (contributorId) => io.in(contributorRoom(contributorId)).disconnectSockets(true),
+    // Disconnect a moment later, so the reply to the message that caused the ban still reaches the contributor.
+    onBanned: (contributorId) => setTimeout(() => io.in(contributorRoom(contributorId)).disconnectSockets(true), 50).unref(),
     onRequeued: workAvailable,
   });
   const canaries = config.canaries ? new CanaryPool(store, blobs, log) : undefined;
@@ -143,6 +144,7 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
       dispatcher.stop();
       await canaries?.close();
       await new Promise<void>((resolve) => io.close(() => resolve()));
+      await new Promise((resolve) => setTimeout(resolve, 50)); // let disconnect handlers finish their store updates
       http.closeAllConnections();
       // Leases of the sockets just closed go back to the queue before the store closes.
       await store.releaseAllActiveLeases(Date.now());

@@ -41,3 +41,15 @@ export interface JobList {
 export interface ApiErrorBody {
   error: { code: string; message: string };
 }
+
+export interface ContributorStats {
+  id: string;
+  /** active, quarantined (every result double-checked) or banned */
+  status: 'active' | 'quarantined' | 'banned';
+  verifiedShards: number;
+  rejectedShards: number;
+  /** One credit per GFLOP of verified work; rejected work earns none. */
+  credits: number;
+  verifiedGflop: number;
+  since: string;
+}

@@ -4,6 +4,7 @@ import express, { type Express } from 'express';
 import type { Logger } from '../logger';
 import type { BlobStore } from '../storage/blob-store';
 import { blobsRouter } from './blobs-routes';
+import { contributorsRouter } from './contributors-routes';
 import { errorHandler, HttpError } from './http-error';
 import { jobsRouter, type JobsRouteDeps } from './jobs-routes';
 
@@ -27,6 +28,7 @@ export function createApp(deps: AppDeps): Express {
   const api = express.Router();
   api.use(jobsRouter(deps));
   api.use(blobsRouter(deps.blobs));
+  api.use(contributorsRouter(deps.store));
   api.use((req, _res, next) => next(new HttpError(404, 'NOT_FOUND', `no route ${req.method} ${req.originalUrl}`)));
   app.use('/api/v1', api);
   app.use('/api', (req, _res, next) => next(new HttpError(404, 'NOT_FOUND', `no route ${req.method} ${req.originalUrl}; the API lives under /api/v1`)));

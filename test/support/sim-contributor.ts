@@ -20,10 +20,17 @@ export type Behaviour =
   /** Disconnects mid-shard, as a closed tab does: after finishing `afterShards` shards (default 0). */
   | { kind: 'vanish'; afterShards?: number }
   /** Takes leases and never answers. */
-  | { kind: 'silent' };
+  | { kind: 'silent' }
+  /** Holds two leases and swaps their results: each tile is sent as the other shard's. */
+  | { kind: 'other-shard' }
+  /** Answers its first lease honestly, then replays that message and its tile for every later lease. */
+  | { kind: 'replay' };
 
 export interface SimStats {
+  /** Results assembled (or canaries passed) on this contributor's word. */
   verified: number;
+  /** Results accepted but parked until a replica agrees. */
+  pending: number;
   rejected: number;
   errors: string[];
 }
@@ -34,7 +41,7 @@ export interface SimStats {
  */
 export class SimContributor {
   readonly socket: SimSocket;
-  readonly stats: SimStats = { verified: 0, rejected: 0, errors: [] };
+  readonly stats: SimStats = { verified: 0, pending: 0, rejected: 0, errors: [] };
   contributorId = '';
   token: string | undefined;
   /** Every lease this contributor was granted, in order. */
@@ -118,6 +125,13 @@ export class SimContributor {
         continue;
       }
       this.leases.push(...reply.leases);
+      if (this.behaviour.kind === 'other-shard' && reply.leases.length >= 2) {
+        const [x, y] = reply.leases as [Lease, Lease];
+        const [cx, cy] = [await this.compute(x), await this.compute(y)];
+        await this.send(y, cx);
+        await this.send(x, cy);
+        continue;
+      }
       for (const lease of reply.leases) {
         const done = await this.handle(lease);
         if (!done) return;
@@ -133,21 +147,45 @@ export class SimContributor {
       return false;
     }
     if (b.kind === 'silent') return true;
+    if (b.kind === 'replay' && this.firstResult) {
+      await this.socket.timeout(30_000).emitWithAck('lease:result', this.firstResult).then((r) => this.count(r));
+      const old = new Float32Array(lease.rows * lease.cols);
+      old.set(this.firstTile!.subarray(0, old.length));
+      await this.send(lease, old);
+      return true;
+    }
     const c = await this.compute(lease);
     if (!this.socket.connected) return false;
     if (b.kind === 'honest' && b.delayMs) await new Promise((r) => setTimeout(r, b.delayMs));
     if (b.kind === 'flip-one') c[Math.floor(c.length / 2)]! += 1 + Math.abs(c[Math.floor(c.length / 2)]!);
     if (b.kind === 'noise') for (let i = 0; i < c.length; i++) c[i]! += (Math.random() - 0.5) * b.scale;
     if (b.kind === 'scale') for (let i = 0; i < c.length; i++) c[i]! *= b.factor;
+    if (b.kind === 'replay') {
+      this.firstResult = { shardId: lease.shardId, leaseToken: lease.leaseToken, c: new Uint8Array(c.buffer) };
+      this.firstTile = c;
+    }
+    await this.send(lease, c);
+    return true;
+  }
+
+  private firstResult: { shardId: string; leaseToken: string; c: Uint8Array } | undefined;
+  private firstTile: Float32Array | undefined;
+
+  private async send(lease: Lease, c: Float32Array): Promise<void> {
+    if (!this.socket.connected) return;
     const reply: ResultReply = await this.socket
       .timeout(30_000)
       .emitWithAck('lease:result', { shardId: lease.shardId, leaseToken: lease.leaseToken, computeMs: 1, c: new Uint8Array(c.buffer) });
-    if (reply.ok) this.stats.verified++;
+    this.count(reply);
+  }
+
+  private count(reply: ResultReply): void {
+    if (reply.ok && reply.status === 'pending') this.stats.pending++;
+    else if (reply.ok) this.stats.verified++;
     else {
       this.stats.rejected++;
       this.stats.errors.push(reply.error.code);
     }
-    return true;
   }
 
   async fetchPanel(ref: Lease['a']): Promise<Float32Array> {
