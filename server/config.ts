@@ -20,6 +20,13 @@ const EnvSchema = z.object({
   TESSERA_MAX_LEASES_PER_CONTRIBUTOR: int(4, 1),
   TESSERA_SPECULATE_AFTER_MS: int(20_000, 0),
   TESSERA_CANARIES: z.enum(['on', 'off']).default('on'),
+  TESSERA_KEY_MAX_JOBS: int(16, 1),
+  TESSERA_KEY_MAX_STORED_BYTES: int(20 * 1024 ** 3, 1024),
+  TESSERA_KEY_MAX_UPLOAD_BYTES: int(1024 ** 3, 1024),
+  TESSERA_KEY_REQUESTS_PER_MINUTE: int(600, 1),
+  TESSERA_RESULT_TTL_HOURS: z.coerce.number().positive().default(168),
+  TESSERA_CORS_ORIGINS: z.string().default(''),
+  TESSERA_TRUST_PROXY: z.string().default('loopback'),
   TESSERA_RATE_LIMIT_PER_SECOND: int(50, 1),
   TESSERA_RATE_LIMIT_BURST: int(100, 1),
 });
@@ -41,6 +48,13 @@ export interface Config {
   maxLeasesPerContributor: number;
   speculateAfterMs: number;
   canaries: boolean;
+  /** Limits given to keys created without their own (and to the local key). */
+  keyDefaults: { maxConcurrentJobs: number; maxStoredBytes: number; maxUploadBytes: number; requestsPerMinute: number };
+  resultTtlMs: number;
+  /** Origins allowed to call the REST API and open the contributor channel from another site; empty: same origin only. */
+  corsOrigins: string[];
+  /** Express "trust proxy" setting: which hops' X-Forwarded-* headers to believe. */
+  trustProxy: string;
   rateLimit: { perSecond: number; burst: number };
   /** Directory of the built contributor page; absent in tests that need no page. */
   clientDir?: string;
@@ -73,6 +87,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxLeasesPerContributor: e.TESSERA_MAX_LEASES_PER_CONTRIBUTOR,
     speculateAfterMs: e.TESSERA_SPECULATE_AFTER_MS,
     canaries: e.TESSERA_CANARIES === 'on',
+    keyDefaults: {
+      maxConcurrentJobs: e.TESSERA_KEY_MAX_JOBS,
+      maxStoredBytes: e.TESSERA_KEY_MAX_STORED_BYTES,
+      maxUploadBytes: e.TESSERA_KEY_MAX_UPLOAD_BYTES,
+      requestsPerMinute: e.TESSERA_KEY_REQUESTS_PER_MINUTE,
+    },
+    resultTtlMs: e.TESSERA_RESULT_TTL_HOURS * 3_600_000,
+    corsOrigins: e.TESSERA_CORS_ORIGINS.split(',').map((o) => o.trim()).filter(Boolean),
+    trustProxy: e.TESSERA_TRUST_PROXY,
     rateLimit: { perSecond: e.TESSERA_RATE_LIMIT_PER_SECOND, burst: e.TESSERA_RATE_LIMIT_BURST },
   };
 }

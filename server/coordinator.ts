@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Server as SocketServer } from 'socket.io';
 import { MAX_RESULT_BYTES } from '../shared/protocol';
 import type { Config } from './config';
+import { ensureLocalKey } from './auth/api-keys';
 import { createApp } from './http/app';
 import { JobFinisher } from './jobs/job-finisher';
 import { createLogger, type Logger } from './logger';
@@ -23,6 +24,8 @@ import { ResultIntake } from './scheduler/result-intake';
 import { CanaryPool } from './trust/canary-pool';
 import { TrustKeeper } from './trust/trust-keeper';
 import { PanelCache } from './verify/panel-cache';
+
+const VERSION = '0.1.0';
 
 export interface Coordinator {
   /** Base URL, e.g. http://127.0.0.1:8080 */
@@ -49,6 +52,7 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
   await results.init();
   const finisher = new JobFinisher(store, results, blobs, log);
   await finisher.recover();
+  await ensureLocalKey(store, config.dataDir, config.keyDefaults, log);
 
   // Socket.IO wraps the server's existing request listener so that /socket.io/ never reaches express:
   // the listener must exist before the Socket.IO server is attached.
@@ -58,7 +62,8 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
     maxHttpBufferSize: MAX_RESULT_BYTES + 64 * 1024,
     pingInterval: 10_000,
     pingTimeout: 20_000,
-    cors: { origin: true },
+    // Contributor pages are served by the coordinator itself; other origins only when the operator lists them.
+    ...(config.corsOrigins.length > 0 ? { cors: { origin: config.corsOrigins } } : {}),
   });
   const idle = new IdleSessions();
   const workAvailable = (shards: number) => {
@@ -116,6 +121,7 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
     finisher,
     log,
     clientDir: config.clientDir,
+    version: VERSION,
     isReady: () => ready,
     onJobQueued: (shards) => workAvailable(shards),
     onJobCancelled: (revoked) => {
@@ -127,6 +133,10 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
     http.listen(config.port, config.host, resolve);
   });
   dispatcher.start();
+  const expirer = setInterval(() => {
+    finisher.expireResults(Date.now() - config.resultTtlMs).catch((err: unknown) => log.error({ err }, 'result expiry failed'));
+  }, 60_000);
+  expirer.unref();
   ready = true;
   const addr = http.address() as AddressInfo;
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
@@ -142,6 +152,7 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
     async close() {
       ready = false;
       dispatcher.stop();
+      clearInterval(expirer);
       await canaries?.close();
       await new Promise<void>((resolve) => io.close(() => resolve()));
       await new Promise((resolve) => setTimeout(resolve, 50)); // let disconnect handlers finish their store updates

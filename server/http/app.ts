@@ -1,36 +1,62 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import cors from 'cors';
 import express, { type Express } from 'express';
+import { rateLimit } from 'express-rate-limit';
+import helmet from 'helmet';
 import type { Logger } from '../logger';
 import type { BlobStore } from '../storage/blob-store';
+import { apiDocsRouter } from './api-docs';
+import { apiKeyOf, requireApiKey } from './auth';
 import { blobsRouter } from './blobs-routes';
 import { contributorsRouter } from './contributors-routes';
 import { errorHandler, HttpError } from './http-error';
 import { jobsRouter, type JobsRouteDeps } from './jobs-routes';
+import { buildOpenApi } from './openapi';
 
 export interface AppDeps extends JobsRouteDeps {
   blobs: BlobStore;
   log: Logger;
+  version: string;
   isReady(): boolean;
   clientDir?: string;
 }
 
 export function createApp(deps: AppDeps): Express {
+  const { config } = deps;
   const app = express();
   app.disable('x-powered-by');
-  app.set('trust proxy', 'loopback');
+  app.set('trust proxy', config.trustProxy === 'true' ? true : config.trustProxy === 'false' ? false : config.trustProxy);
+  app.use(helmet({ crossOriginEmbedderPolicy: false }));
+  // Same-origin only unless the operator lists other origins (a separate dashboard, a CDN-hosted page).
+  if (config.corsOrigins.length > 0) app.use('/api', cors({ origin: config.corsOrigins, exposedHeaders: ['Location'] }));
 
   app.get('/healthz', (_req, res) => {
     if (deps.isReady()) res.json({ status: 'ok' });
     else res.status(503).json({ error: { code: 'NOT_READY', message: 'the coordinator is starting' } });
   });
 
+  const openapi = buildOpenApi(deps.version);
   const api = express.Router();
-  api.use(jobsRouter(deps));
+  api.get('/openapi.json', (_req, res) => res.json(openapi));
   api.use(blobsRouter(deps.blobs));
   api.use(contributorsRouter(deps.store));
+  api.use(
+    '/jobs',
+    requireApiKey(deps.store),
+    rateLimit({
+      windowMs: 60_000,
+      limit: (_req, res) => apiKeyOf(res).requestsPerMinute,
+      keyGenerator: (_req, res) => apiKeyOf(res).id,
+      standardHeaders: 'draft-8',
+      legacyHeaders: false,
+      handler: (_req, _res, next) => next(new HttpError(429, 'RATE_LIMITED', 'too many requests for this API key; wait a minute (see the RateLimit headers)')),
+    }),
+  );
+  api.use(jobsRouter(deps));
   api.use((req, _res, next) => next(new HttpError(404, 'NOT_FOUND', `no route ${req.method} ${req.originalUrl}`)));
   app.use('/api/v1', api);
+  app.use('/api/docs', apiDocsRouter());
   app.use('/api', (req, _res, next) => next(new HttpError(404, 'NOT_FOUND', `no route ${req.method} ${req.originalUrl}; the API lives under /api/v1`)));
 
   if (deps.clientDir && existsSync(deps.clientDir)) {

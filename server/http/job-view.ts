@@ -15,9 +15,10 @@ export function toJobView(job: JobRecord): JobView {
     tile: { rows: job.tileRows, cols: job.tileCols },
     createdAt: iso(job.createdAt),
     updatedAt: iso(job.updatedAt),
-    links: { self: `/api/v1/jobs/${job.id}`, result: `/api/v1/jobs/${job.id}/result` },
+    links: { self: `/api/v1/jobs/${job.id}`, result: `/api/v1/jobs/${job.id}/result`, events: `/api/v1/jobs/${job.id}/events` },
   };
   if (job.completedAt !== null) view.completedAt = iso(job.completedAt);
   if (job.reason !== null) view.reason = job.reason;
+  if (job.resultDeleted) view.resultDeleted = true;
   return view;
 }

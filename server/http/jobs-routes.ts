@@ -1,16 +1,18 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Router } from 'express';
+import { Router, type Response } from 'express';
 import { z } from 'zod';
-import { JOB_TYPES } from '../../shared/api';
+import { JOB_TYPES, ListQuerySchema, SubmitFieldsSchema } from '../../shared/api';
 import type { Config } from '../config';
 import type { JobFinisher } from '../jobs/job-finisher';
 import { acceptMatmulJob } from '../jobs/matmul-intake';
 import type { Logger } from '../logger';
 import type { BlobStore } from '../storage/blob-store';
 import type { ResultFiles } from '../storage/result-files';
-import type { Store } from '../store/store';
+import type { JobRecord, Store } from '../store/store';
+import { apiKeyOf } from './auth';
 import { HttpError } from './http-error';
+import { streamJobEvents } from './job-events';
 import { toJobView } from './job-view';
 import { receiveMultipart } from './multipart';
 
@@ -26,11 +28,8 @@ export interface JobsRouteDeps {
 }
 
 const JobIdSchema = z.string().uuid();
-const VerificationSchema = z.enum(['freivalds', 'replication']).default('freivalds');
-const PrioritySchema = z.coerce.number().int().min(-10).max(10).default(0);
-const ListQuerySchema = z.object({ limit: z.coerce.number().int().min(1).max(1000).default(100) });
 
-function parseOrThrow<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
+export function parseOrThrow<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
   const parsed = schema.safeParse(value);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
@@ -39,32 +38,47 @@ function parseOrThrow<T>(schema: z.ZodType<T>, value: unknown, what: string): T 
   return parsed.data;
 }
 
+const ACTIVE = new Set(['queued', 'running']);
+
 export function jobsRouter(deps: JobsRouteDeps): Router {
   const { config, store } = deps;
   const router = Router();
   const uploadDir = join(config.dataDir, 'uploads');
 
-  const loadJob = async (rawId: string) => {
+  /** A job that is not the caller's is reported as missing (404), so job ids do not leak. */
+  const loadJob = async (rawId: string, res: Response): Promise<JobRecord> => {
     const id = JobIdSchema.safeParse(rawId);
     const job = id.success ? await store.getJob(id.data) : undefined;
-    if (!job) throw new HttpError(404, 'JOB_NOT_FOUND', `no job with id ${JSON.stringify(rawId)}`);
+    if (!job || job.hidden || job.owner !== apiKeyOf(res).id) throw new HttpError(404, 'JOB_NOT_FOUND', `no job with id ${JSON.stringify(rawId)}`);
     return job;
   };
 
   router.post('/jobs', async (req, res) => {
+    const key = apiKeyOf(res);
+    const usage = await store.ownerUsage(key.id);
+    if (usage.activeJobs >= key.maxConcurrentJobs) {
+      res.set('Connection', 'close');
+      throw new HttpError(429, 'QUOTA_EXCEEDED', `you have ${usage.activeJobs} jobs queued or running, the most this key allows; wait for one to finish or cancel one`);
+    }
     await mkdir(uploadDir, { recursive: true });
-    const body = await receiveMultipart(req, uploadDir, { maxFileBytes: config.maxUploadBytes, allowedFiles: ['a', 'b'] }).catch((err: unknown) => {
+    const maxFileBytes = Math.min(config.maxUploadBytes, key.maxUploadBytes);
+    const body = await receiveMultipart(req, uploadDir, { maxFileBytes, allowedFiles: ['a', 'b'] }).catch((err: unknown) => {
       if (err instanceof HttpError && err.status === 413) res.set('Connection', 'close');
       throw err;
     });
     try {
-      const type = body.fields.type;
-      if (type === undefined) throw new HttpError(400, 'MISSING_FIELD', `missing form field "type"; one of: ${JOB_TYPES.join(', ')}`);
-      if (type !== 'matmul') throw new HttpError(400, 'UNKNOWN_JOB_TYPE', `unknown job type ${JSON.stringify(type)}; one of: ${JOB_TYPES.join(', ')}`);
-      const priority = parseOrThrow(PrioritySchema, body.fields.priority, 'form field priority (an integer from -10 to 10)');
-      const verification = parseOrThrow(VerificationSchema, body.fields.verification, 'form field verification (freivalds or replication)');
-      const job = await acceptMatmulJob(deps, body.files, { owner: null, priority, verification });
-      deps.log.info({ jobId: job.id, m: job.m, k: job.k, n: job.n, shards: job.totalShards }, 'job accepted');
+      if (body.fields.type === undefined) throw new HttpError(400, 'MISSING_FIELD', `missing form field "type"; one of: ${JOB_TYPES.join(', ')}`);
+      if (!(JOB_TYPES as readonly string[]).includes(body.fields.type)) {
+        throw new HttpError(400, 'UNKNOWN_JOB_TYPE', `unknown job type ${JSON.stringify(body.fields.type)}; one of: ${JOB_TYPES.join(', ')}`);
+      }
+      const fields = parseOrThrow(SubmitFieldsSchema, body.fields, 'form field');
+      const job = await acceptMatmulJob(deps, body.files, {
+        owner: key.id,
+        priority: fields.priority,
+        verification: fields.verification,
+        storage: { used: usage.storedBytes, limit: key.maxStoredBytes },
+      });
+      deps.log.info({ jobId: job.id, owner: key.name, m: job.m, k: job.k, n: job.n, shards: job.totalShards }, 'job accepted');
       deps.onJobQueued(job.totalShards);
       res.status(201).location(`/api/v1/jobs/${job.id}`).json(toJobView(job));
     } finally {
@@ -74,18 +88,26 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
 
   router.get('/jobs', async (req, res) => {
     const q = parseOrThrow(ListQuerySchema, req.query, 'query parameter');
-    const jobs = await store.listJobs({ limit: q.limit });
+    const jobs = await store.listJobs({ owner: apiKeyOf(res).id, limit: q.limit });
     res.json({ jobs: jobs.map(toJobView) });
   });
 
   router.get('/jobs/:id', async (req, res) => {
-    res.json(toJobView(await loadJob(req.params.id)));
+    res.json(toJobView(await loadJob(req.params.id, res)));
+  });
+
+  router.get('/jobs/:id/events', async (req, res) => {
+    const job = await loadJob(req.params.id, res);
+    await streamJobEvents(req, res, job.id, store);
   });
 
   router.get('/jobs/:id/result', async (req, res) => {
-    const job = await loadJob(req.params.id);
+    const job = await loadJob(req.params.id, res);
+    if (job.status === 'completed' && job.resultDeleted) {
+      throw new HttpError(410, 'RESULT_DELETED', `the result of job ${job.id} was deleted (results are kept ${config.resultTtlMs / 3_600_000} hours after completion)`);
+    }
     if (job.status !== 'completed') {
-      const why = job.status === 'failed' || job.status === 'cancelled' ? `it ended ${job.status}${job.reason ? `: ${job.reason}` : ''}` : `it is ${job.status} (${job.verifiedShards}/${job.totalShards} tiles verified)`;
+      const why = ACTIVE.has(job.status) ? `it is ${job.status} (${job.verifiedShards}/${job.totalShards} tiles verified)` : `it ended ${job.status}${job.reason ? `: ${job.reason}` : ''}`;
       throw new HttpError(409, 'RESULT_NOT_READY', `job ${job.id} has no result: ${why}`);
     }
     res.type('application/octet-stream');
@@ -93,10 +115,14 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
     await new Promise<void>((resolve, reject) => res.sendFile(deps.results.finalPath(job.id), (err) => (err ? reject(err) : resolve())));
   });
 
+  /** Cancels a queued or running job; on a finished job, deletes its stored result (freeing quota). */
   router.delete('/jobs/:id', async (req, res) => {
-    const job = await loadJob(req.params.id);
-    if (job.status === 'completed' || job.status === 'failed') {
-      throw new HttpError(409, 'JOB_FINISHED', `job ${job.id} already ended ${job.status}; nothing to cancel`);
+    const job = await loadJob(req.params.id, res);
+    if (!ACTIVE.has(job.status)) {
+      await deps.results.remove(job.id);
+      await store.markResultDeleted(job.id);
+      res.json(toJobView((await store.getJob(job.id))!));
+      return;
     }
     const cancelled = await store.cancelJob(job.id, Date.now(), 'cancelled by the requester');
     if (cancelled) {

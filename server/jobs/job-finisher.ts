@@ -32,6 +32,17 @@ export class JobFinisher {
     this.log.warn({ jobId, reason }, 'job failed');
   }
 
+  /** Deletes results kept longer than the retention time; returns how many. */
+  async expireResults(completedBefore: number): Promise<number> {
+    const ids = await this.store.resultsToExpire(completedBefore);
+    for (const id of ids) {
+      await this.results.remove(id);
+      await this.store.markResultDeleted(id);
+    }
+    if (ids.length > 0) this.log.info({ jobs: ids.length }, 'expired results deleted');
+    return ids.length;
+  }
+
   /** A canary has served its purpose (answered, or failed): drop it and its blobs. */
   async retireCanary(jobId: string): Promise<void> {
     await this.store.finishJob(jobId, 'completed', Date.now());

@@ -69,6 +69,18 @@ async function inspectMatrix(file: UploadedFile, config: Config): Promise<NpyHea
   return header;
 }
 
+/**
+ * NaN and Infinity propagate through a product and make every affected tile
+ * fail verification, so a job with them could only fail later; refuse it now.
+ */
+function rejectNonFinite(data: Float32Array, field: string, cols: number): void {
+  for (let i = 0; i < data.length; i++) {
+    if (!Number.isFinite(data[i]!)) {
+      throw new HttpError(400, 'NON_FINITE', `file "${field}" has ${data[i]} at row ${Math.floor(i / cols)}, column ${i % cols}; inputs must be finite numbers`);
+    }
+  }
+}
+
 async function loadMatrix(file: UploadedFile): Promise<Float32Array> {
   try {
     return decodeNpy(new Uint8Array(await readFile(file.path)), `file "${file.field}"`).data;
@@ -87,7 +99,7 @@ async function loadMatrix(file: UploadedFile): Promise<Float32Array> {
 export async function acceptMatmulJob(
   deps: MatmulIntakeDeps,
   files: Record<string, UploadedFile>,
-  opts: { owner: string | null; priority: number; verification: VerificationMethod },
+  opts: { owner: string | null; priority: number; verification: VerificationMethod; storage?: { used: number; limit: number } },
 ): Promise<JobRecord> {
   const { config, store, blobs, results } = deps;
   for (const name of ['a', 'b'] as const) {
@@ -103,6 +115,16 @@ export async function acceptMatmulJob(
   if (m * n > config.maxElements) {
     throw new HttpError(413, 'TOO_LARGE', `the result would be ${m}×${n}, over the limit of ${config.maxElements} elements`);
   }
+  const inputBytes = (m * k + k * n) * 4;
+  const resultBytes = m * n * 4;
+  if (opts.storage && opts.storage.used + inputBytes + resultBytes > opts.storage.limit) {
+    throw new HttpError(
+      413,
+      'QUOTA_EXCEEDED',
+      `this job needs ${inputBytes + resultBytes} bytes of storage; this key uses ${opts.storage.used} of its ${opts.storage.limit}. ` +
+        'Download and DELETE finished jobs to free space',
+    );
+  }
   let plan;
   try {
     plan = planMatmulTiles({ m, k, n }, { maxPanelBytes: config.maxPanelBytes, targetTiles: config.targetTiles });
@@ -112,6 +134,8 @@ export async function acceptMatmulJob(
   }
   const a = await loadMatrix(files.a!);
   const b = await loadMatrix(files.b!);
+  rejectNonFinite(a, 'a', k);
+  rejectNonFinite(b, 'b', n);
 
   const panels: PanelRecord[] = [];
   for (let r = 0; r < plan.rowPanels; r++) {
@@ -138,6 +162,6 @@ export async function acceptMatmulJob(
   }));
   await results.create(id, m, n);
   const now = Date.now();
-  await store.createJob({ id, type: 'matmul', owner: opts.owner, priority: opts.priority, verification: opts.verification, m, k, n, tileRows: plan.tileRows, tileCols: plan.tileCols, panels, shards, now });
+  await store.createJob({ id, type: 'matmul', owner: opts.owner, priority: opts.priority, verification: opts.verification, inputBytes, resultBytes, m, k, n, tileRows: plan.tileRows, tileCols: plan.tileCols, panels, shards, now });
   return (await store.getJob(id))!;
 }

@@ -23,6 +23,10 @@ const MIGRATIONS: readonly string[] = [
     last_granted_at INTEGER NOT NULL DEFAULT 0,
     verified_shards INTEGER NOT NULL DEFAULT 0,
     reason TEXT,
+    input_bytes INTEGER NOT NULL DEFAULT 0,
+    result_bytes INTEGER NOT NULL DEFAULT 0,
+    -- the result file was deleted (expired, or deleted by its owner)
+    result_deleted INTEGER NOT NULL DEFAULT 0,
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
     completed_at INTEGER
@@ -83,6 +87,18 @@ const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX shard_results_shard ON shard_results (shard_id);
   CREATE INDEX shard_results_contributor ON shard_results (contributor_id);
+
+  CREATE TABLE api_keys (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    key_hash TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER,
+    max_concurrent_jobs INTEGER NOT NULL,
+    max_stored_bytes INTEGER NOT NULL,
+    max_upload_bytes INTEGER NOT NULL,
+    requests_per_minute INTEGER NOT NULL
+  );
 
   CREATE TABLE contributors (
     id TEXT PRIMARY KEY,

@@ -6,7 +6,10 @@ import type { TrustRecord, TrustStatus } from '../trust/reputation';
 import { migrate } from './migrations';
 import type {
   AcceptOutcome,
+  ApiKeyRecord,
   ContributorRecord,
+  KeyLimits,
+  OwnerUsage,
   GrantedLease,
   JobRecord,
   LeaseGrantRequest,
@@ -41,6 +44,7 @@ interface JobRow {
   created_at: number;
   updated_at: number;
   completed_at: number | null;
+  result_deleted: number;
 }
 
 interface ShardRow {
@@ -55,6 +59,18 @@ interface ShardRow {
   state: string;
   failures: number;
   returned: number;
+}
+
+interface KeyRow {
+  id: string;
+  name: string;
+  key_hash: string;
+  created_at: number;
+  revoked_at: number | null;
+  max_concurrent_jobs: number;
+  max_stored_bytes: number;
+  max_upload_bytes: number;
+  requests_per_minute: number;
 }
 
 interface ContributorRow {
@@ -116,6 +132,7 @@ function toJob(r: JobRow): JobRecord {
     createdAt: r.created_at,
     updatedAt: r.updated_at,
     completedAt: r.completed_at,
+    resultDeleted: r.result_deleted === 1,
   };
 }
 
@@ -155,15 +172,15 @@ export class SqliteStore implements Store {
 
   async createJob(job: NewJob): Promise<void> {
     const insertJob = this.stmt(
-      `INSERT INTO jobs (id, type, status, owner, priority, verification, hidden, m, k, n, tile_rows, tile_cols, total_shards, created_at, updated_at)
-       VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO jobs (id, type, status, owner, priority, verification, hidden, m, k, n, tile_rows, tile_cols, total_shards, input_bytes, result_bytes, created_at, updated_at)
+       VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
     const insertPanel = this.stmt(`INSERT INTO job_panels (job_id, side, idx, sha256, bytes) VALUES (?, ?, ?, ?, ?)`);
     const insertShard = this.stmt(
       `INSERT INTO shards (id, job_id, idx, row_panel, col_panel, row0, col0, rows, cols, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued')`,
     );
     this.db.transaction(() => {
-      insertJob.run(job.id, job.type, job.owner, job.priority, job.verification, job.hidden ? 1 : 0, job.m, job.k, job.n, job.tileRows, job.tileCols, job.shards.length, job.now, job.now);
+      insertJob.run(job.id, job.type, job.owner, job.priority, job.verification, job.hidden ? 1 : 0, job.m, job.k, job.n, job.tileRows, job.tileCols, job.shards.length, job.inputBytes ?? 0, job.resultBytes ?? 0, job.now, job.now);
       for (const p of job.panels) insertPanel.run(job.id, p.side, p.idx, p.sha256, p.bytes);
       for (const s of job.shards) insertShard.run(s.id, job.id, s.idx, s.rowPanel, s.colPanel, s.row0, s.col0, s.rows, s.cols);
     }).immediate();
@@ -488,6 +505,60 @@ export class SqliteStore implements Store {
 
   async releaseAllActiveLeases(now: number): Promise<number> {
     return this.endLeasesWhere('1 = 1', [], 'released', now);
+  }
+
+  async createApiKey(k: KeyLimits & { id: string; name: string; keyHash: string; now: number }): Promise<void> {
+    this.stmt(
+      `INSERT INTO api_keys (id, name, key_hash, created_at, max_concurrent_jobs, max_stored_bytes, max_upload_bytes, requests_per_minute)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+    ).run(k.id, k.name, k.keyHash, k.now, k.maxConcurrentJobs, k.maxStoredBytes, k.maxUploadBytes, k.requestsPerMinute);
+  }
+
+  private static toKey(r: KeyRow): ApiKeyRecord {
+    return {
+      id: r.id,
+      name: r.name,
+      createdAt: r.created_at,
+      revokedAt: r.revoked_at,
+      maxConcurrentJobs: r.max_concurrent_jobs,
+      maxStoredBytes: r.max_stored_bytes,
+      maxUploadBytes: r.max_upload_bytes,
+      requestsPerMinute: r.requests_per_minute,
+    };
+  }
+
+  async findApiKeyByHash(keyHash: string): Promise<ApiKeyRecord | undefined> {
+    const r = this.stmt(`SELECT * FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL`).get(keyHash) as KeyRow | undefined;
+    return r ? SqliteStore.toKey(r) : undefined;
+  }
+
+  async listApiKeys(): Promise<ApiKeyRecord[]> {
+    return (this.stmt(`SELECT * FROM api_keys ORDER BY created_at`).all() as KeyRow[]).map((r) => SqliteStore.toKey(r));
+  }
+
+  async revokeApiKey(name: string, now: number): Promise<boolean> {
+    return this.stmt(`UPDATE api_keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL`).run(now, name).changes > 0;
+  }
+
+  async ownerUsage(owner: string): Promise<OwnerUsage> {
+    const r = this.stmt(
+      `SELECT
+         sum(CASE WHEN status IN ('queued','running') THEN 1 ELSE 0 END) AS active,
+         sum(CASE WHEN status IN ('queued','running') THEN input_bytes ELSE 0 END)
+           + sum(CASE WHEN result_deleted = 0 AND status IN ('queued','running','completed') THEN result_bytes ELSE 0 END) AS bytes
+       FROM jobs WHERE owner = ? AND hidden = 0`,
+    ).get(owner) as { active: number | null; bytes: number | null };
+    return { activeJobs: r.active ?? 0, storedBytes: r.bytes ?? 0 };
+  }
+
+  async resultsToExpire(before: number): Promise<string[]> {
+    return (
+      this.stmt(`SELECT id FROM jobs WHERE status = 'completed' AND result_deleted = 0 AND hidden = 0 AND completed_at < ?`).all(before) as { id: string }[]
+    ).map((r) => r.id);
+  }
+
+  async markResultDeleted(jobId: string): Promise<void> {
+    this.stmt(`UPDATE jobs SET result_deleted = 1, updated_at = ? WHERE id = ?`).run(Date.now(), jobId);
   }
 
   async registerContributor(c: { id: string; tokenHash: string; kind: string; adapter: string; now: number }): Promise<void> {

@@ -27,12 +27,36 @@ export interface NewShard {
 
 export type VerificationMethod = 'freivalds' | 'replication';
 
+export interface KeyLimits {
+  maxConcurrentJobs: number;
+  maxStoredBytes: number;
+  maxUploadBytes: number;
+  requestsPerMinute: number;
+}
+
+export interface ApiKeyRecord extends KeyLimits {
+  id: string;
+  name: string;
+  createdAt: number;
+  revokedAt: number | null;
+}
+
+export interface OwnerUsage {
+  /** Queued or running jobs. */
+  activeJobs: number;
+  /** Inputs of unfinished jobs plus results not yet deleted. */
+  storedBytes: number;
+}
+
 export interface NewJob {
   id: string;
   type: JobType;
   owner: string | null;
   priority: number;
   verification: VerificationMethod;
+  /** Bytes of the inputs and of the result, counted against the owner's storage quota. */
+  inputBytes?: number;
+  resultBytes?: number;
   /** A canary: never listed, never assembled; leased only through leaseCanary. */
   hidden?: boolean;
   m: number;
@@ -65,6 +89,7 @@ export interface JobRecord {
   createdAt: number;
   updatedAt: number;
   completedAt: number | null;
+  resultDeleted: boolean;
 }
 
 /** A shard as the dispatcher needs it to build a lease message. */
@@ -195,6 +220,15 @@ export interface Store {
   expireLeases(now: number): Promise<number>;
   /** Marks every lease active at start-up as released: their sockets died with the old process. */
   releaseAllActiveLeases(now: number): Promise<number>;
+
+  createApiKey(k: KeyLimits & { id: string; name: string; keyHash: string; now: number }): Promise<void>;
+  findApiKeyByHash(keyHash: string): Promise<ApiKeyRecord | undefined>;
+  listApiKeys(): Promise<ApiKeyRecord[]>;
+  revokeApiKey(name: string, now: number): Promise<boolean>;
+  ownerUsage(owner: string): Promise<OwnerUsage>;
+  /** Finished jobs whose result is older than `before` and still stored. */
+  resultsToExpire(before: number): Promise<string[]>;
+  markResultDeleted(jobId: string): Promise<void>;
 
   registerContributor(c: { id: string; tokenHash: string; kind: string; adapter: string; now: number }): Promise<void>;
   findContributorByTokenHash(tokenHash: string): Promise<ContributorRecord | undefined>;

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { matmulReference, maxToleranceRatio } from '../../shared/matmul-reference';
-import { downloadResult, getJob, startTestCoordinator, submitMatmul, waitForJob, type TestCoordinator } from '../support/coordinator';
+import { authHeaders, downloadResult, getJob, startTestCoordinator, submitMatmul, waitForJob, type TestCoordinator } from '../support/coordinator';
 import { randomMatrix } from '../support/matrices';
 import { SimContributor } from '../support/sim-contributor';
 
@@ -91,10 +91,10 @@ describe('matmul jobs with simulated contributors', () => {
   it('cancels a job: status cancelled, no result, leases revoked', async () => {
     const { a, b } = problem(64, 8, 64);
     const job = await submitMatmul(coord.url, a, b);
-    const res = await fetch(`${coord.url}/api/v1/jobs/${job.id}`, { method: 'DELETE' });
+    const res = await fetch(`${coord.url}/api/v1/jobs/${job.id}`, { method: 'DELETE', headers: authHeaders(coord.url) });
     expect(res.status).toBe(200);
     expect((await getJob(coord.url, job.id)).status).toBe('cancelled');
-    const result = await fetch(`${coord.url}/api/v1/jobs/${job.id}/result`);
+    const result = await fetch(`${coord.url}/api/v1/jobs/${job.id}/result`, { headers: authHeaders(coord.url) });
     expect(result.status).toBe(409);
     expect(((await result.json()) as { error: { code: string } }).error.code).toBe('RESULT_NOT_READY');
   });

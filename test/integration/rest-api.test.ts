@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeNpy } from '../../shared/npy';
-import { startTestCoordinator, submitMatmul, type TestCoordinator } from '../support/coordinator';
+import { authHeaders, startTestCoordinator, submitMatmul, type TestCoordinator } from '../support/coordinator';
 import { npyBlob, randomMatrix } from '../support/matrices';
 
 let coord: TestCoordinator;
@@ -8,6 +8,7 @@ beforeAll(async () => {
   coord = await startTestCoordinator({ maxUploadBytes: 2 * 1024 * 1024, maxDim: 5000 });
 });
 afterAll(async () => coord.dispose());
+const auth = () => authHeaders(coord.url);
 
 function npyWithHeader(header: string, dataBytes: number): Blob {
   const total = Math.ceil((10 + header.length + 1) / 64) * 64;
@@ -25,7 +26,7 @@ async function post(parts: Record<string, string | Blob>): Promise<{ status: num
     if (typeof v === 'string') form.set(k, v);
     else form.set(k, v, `${k}.npy`);
   }
-  const res = await fetch(`${coord.url}/api/v1/jobs`, { method: 'POST', body: form });
+  const res = await fetch(`${coord.url}/api/v1/jobs`, { method: 'POST', body: form, headers: auth() });
   return { status: res.status, body: (await res.json()) as never };
 }
 
@@ -42,13 +43,13 @@ describe('REST API', () => {
     form.set('type', 'matmul');
     form.set('a', ok(3, 4), 'a.npy');
     form.set('b', ok(4, 5), 'b.npy');
-    const res = await fetch(`${coord.url}/api/v1/jobs`, { method: 'POST', body: form });
+    const res = await fetch(`${coord.url}/api/v1/jobs`, { method: 'POST', body: form, headers: auth() });
     expect(res.status).toBe(201);
     const body = (await res.json()) as { id: string; status: string; progress: { total: number } };
     expect(res.headers.get('location')).toBe(`/api/v1/jobs/${body.id}`);
     expect(body.status).toBe('queued');
     expect(body.progress.total).toBe(1);
-    const list = (await (await fetch(`${coord.url}/api/v1/jobs`)).json()) as { jobs: { id: string }[] };
+    const list = (await (await fetch(`${coord.url}/api/v1/jobs`, { headers: auth() })).json()) as { jobs: { id: string }[] };
     expect(list.jobs.map((j) => j.id)).toContain(body.id);
   });
 
@@ -86,17 +87,17 @@ describe('REST API', () => {
   });
 
   it('rejects a body that is not multipart', async () => {
-    const res = await fetch(`${coord.url}/api/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    const res = await fetch(`${coord.url}/api/v1/jobs`, { method: 'POST', headers: { ...auth(), 'content-type': 'application/json' }, body: '{}' });
     expect(res.status).toBe(415);
   });
 
   it('answers unknown ids, bad query parameters and unknown routes with JSON errors', async () => {
-    const missing = await fetch(`${coord.url}/api/v1/jobs/00000000-0000-4000-8000-000000000000`);
+    const missing = await fetch(`${coord.url}/api/v1/jobs/00000000-0000-4000-8000-000000000000`, { headers: auth() });
     expect(missing.status).toBe(404);
     expect(((await missing.json()) as { error: { code: string } }).error.code).toBe('JOB_NOT_FOUND');
-    const weird = await fetch(`${coord.url}/api/v1/jobs/..%2F..%2Fetc%2Fpasswd`);
+    const weird = await fetch(`${coord.url}/api/v1/jobs/..%2F..%2Fetc%2Fpasswd`, { headers: auth() });
     expect(weird.status).toBe(404);
-    const badLimit = await fetch(`${coord.url}/api/v1/jobs?limit=-3`);
+    const badLimit = await fetch(`${coord.url}/api/v1/jobs?limit=-3`, { headers: auth() });
     expect(badLimit.status).toBe(400);
     const route = await fetch(`${coord.url}/api/v1/nothing-here`);
     expect(route.status).toBe(404);
@@ -107,13 +108,13 @@ describe('REST API', () => {
 
   it('answers 409 for a result that is not ready, and keeps serving after hostile input', async () => {
     const job = await submitMatmul(coord.url, { rows: 2, cols: 2, data: new Float32Array(4) }, { rows: 2, cols: 2, data: new Float32Array(4) });
-    const res = await fetch(`${coord.url}/api/v1/jobs/${job.id}/result`);
+    const res = await fetch(`${coord.url}/api/v1/jobs/${job.id}/result`, { headers: auth() });
     expect(res.status).toBe(409);
     expect(((await res.json()) as { error: { message: string } }).error.message).toMatch(/queued/);
-    const garbage = await fetch(`${coord.url}/api/v1/jobs`, { method: 'POST', headers: { 'content-type': 'multipart/form-data; boundary=x' }, body: '--x\r\nbroken' });
+    const garbage = await fetch(`${coord.url}/api/v1/jobs`, { method: 'POST', headers: { ...auth(), 'content-type': 'multipart/form-data; boundary=x' }, body: '--x\r\nbroken' });
     expect(garbage.status).toBeGreaterThanOrEqual(400);
     expect(garbage.status).toBeLessThan(500);
-    expect((await fetch(`${coord.url}/api/v1/jobs/${job.id}`)).status).toBe(200);
+    expect((await fetch(`${coord.url}/api/v1/jobs/${job.id}`, { headers: auth() })).status).toBe(200);
   });
 
   it('serves panels as immutable content-addressed blobs with Range support', async () => {

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { matmulReference, maxToleranceRatio } from '../../shared/matmul-reference';
 import type { Config } from '../../server/config';
-import { downloadResult, getJob, startTestCoordinator, submitMatmul, waitForJob, type TestCoordinator } from '../support/coordinator';
+import { authHeaders, downloadResult, getJob, startTestCoordinator, submitMatmul, waitForJob, type TestCoordinator } from '../support/coordinator';
 import { randomMatrix } from '../support/matrices';
 import { SimContributor, type Behaviour } from '../support/sim-contributor';
 
@@ -117,7 +117,7 @@ describe('scheduler under faults', () => {
     form.set('priority', '5');
     form.set('a', npyBlob(64, 8, p.a.data), 'a.npy');
     form.set('b', npyBlob(8, 64, p.b.data), 'b.npy');
-    const res = await fetch(`${coord!.url}/api/v1/jobs`, { method: 'POST', body: form });
+    const res = await fetch(`${coord!.url}/api/v1/jobs`, { method: 'POST', body: form, headers: authHeaders(coord!.url) });
     const high = (await res.json()) as { id: string; priority: number };
     expect(high.priority).toBe(5);
     const worker = await spawn();
@@ -126,7 +126,7 @@ describe('scheduler under faults', () => {
     const bad = new FormData();
     bad.set('type', 'matmul');
     bad.set('priority', 'urgent');
-    expect((await fetch(`${coord!.url}/api/v1/jobs`, { method: 'POST', body: bad })).status).toBe(400);
+    expect((await fetch(`${coord!.url}/api/v1/jobs`, { method: 'POST', body: bad, headers: authHeaders(coord!.url) })).status).toBe(400);
   });
 
   it('pipelines leases, caps them per contributor, and prefers tiles that reuse held panels', async () => {

@@ -3,7 +3,7 @@ import { matmulReference, maxToleranceRatio } from '../../shared/matmul-referenc
 import { PROTOCOL_VERSION } from '../../shared/protocol';
 import { WEBGPU_DEFAULT_LIMITS } from '../../shared/tiling';
 import type { Config } from '../../server/config';
-import { downloadResult, startTestCoordinator, submitMatmul, waitForJob, type TestCoordinator } from '../support/coordinator';
+import { authHeaders, downloadResult, startTestCoordinator, submitMatmul, waitForJob, type TestCoordinator } from '../support/coordinator';
 import { npyBlob, randomMatrix } from '../support/matrices';
 import { SimContributor, type Behaviour } from '../support/sim-contributor';
 
@@ -36,7 +36,7 @@ async function submit(m: number, k: number, n: number, seed: number, verificatio
   if (verification) form.set('verification', verification);
   form.set('a', npyBlob(m, k, a), 'a.npy');
   form.set('b', npyBlob(k, n, b), 'b.npy');
-  const res = await fetch(`${coord!.url}/api/v1/jobs`, { method: 'POST', body: form });
+  const res = await fetch(`${coord!.url}/api/v1/jobs`, { method: 'POST', body: form, headers: authHeaders(coord!.url) });
   expect(res.status).toBe(201);
   const job = (await res.json()) as { id: string };
   return { id: job.id, ref: matmulReference(a, b, m, k, n) };

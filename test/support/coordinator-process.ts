@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { registerLocalKey } from './coordinator';
 
 const repo = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -37,5 +38,6 @@ export async function spawnCoordinator(dataDir: string, env: Record<string, stri
     });
     void exited.then((code) => reject(new Error(`coordinator exited with ${code}: ${stderr.join('')}`)));
   });
+  await registerLocalKey(url, dataDir);
   return { url, child, exited };
 }

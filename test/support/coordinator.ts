@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig, type Config } from '../../server/config';
@@ -8,9 +8,25 @@ import { decodeNpy } from '../../shared/npy';
 import type { JobView } from '../../shared/api';
 import { npyBlob } from './matrices';
 
+const keys = new Map<string, string>();
+
+/** Remembers the API key of the coordinator at `url`; the helpers below send it. */
+export async function registerLocalKey(url: string, dataDir: string): Promise<string> {
+  const key = (await readFile(join(dataDir, 'local-api-key'), 'utf8')).trim();
+  keys.set(url, key);
+  return key;
+}
+
+export function authHeaders(url: string): Record<string, string> {
+  const key = keys.get(url);
+  return key ? { authorization: `Bearer ${key}` } : {};
+}
+
 export interface TestCoordinator extends Coordinator {
   dataDir: string;
   config: Config;
+  /** The local API key the coordinator created on first start. */
+  apiKey: string;
   /** Closes the coordinator and deletes its data directory. */
   dispose(): Promise<void>;
 }
@@ -27,10 +43,12 @@ export async function startTestCoordinator(overrides: Partial<Config> = {}, data
   const dir = dataDir ?? (await makeDataDir());
   const config = testConfig(dir, overrides);
   const c = await startCoordinator(config, createLogger(process.env.TESSERA_TEST_LOG ?? 'silent'));
+  const apiKey = await registerLocalKey(c.url, dir);
   return {
     ...c,
     dataDir: dir,
     config,
+    apiKey,
     async dispose() {
       await c.close();
       await rm(dir, { recursive: true, force: true });
@@ -43,13 +61,13 @@ export async function submitMatmul(url: string, a: { rows: number; cols: number;
   form.set('type', 'matmul');
   form.set('a', npyBlob(a.rows, a.cols, a.data), 'a.npy');
   form.set('b', npyBlob(b.rows, b.cols, b.data), 'b.npy');
-  const res = await fetch(`${url}/api/v1/jobs`, { method: 'POST', body: form });
+  const res = await fetch(`${url}/api/v1/jobs`, { method: 'POST', body: form, headers: authHeaders(url) });
   if (res.status !== 201) throw new Error(`submit failed: ${res.status} ${await res.text()}`);
   return (await res.json()) as JobView;
 }
 
 export async function getJob(url: string, id: string): Promise<JobView> {
-  const res = await fetch(`${url}/api/v1/jobs/${id}`);
+  const res = await fetch(`${url}/api/v1/jobs/${id}`, { headers: authHeaders(url) });
   if (!res.ok) throw new Error(`GET job ${id}: ${res.status}`);
   return (await res.json()) as JobView;
 }
@@ -65,7 +83,7 @@ export async function waitForJob(url: string, id: string, timeoutMs = 60_000, un
 }
 
 export async function downloadResult(url: string, id: string): Promise<{ shape: number[]; data: Float32Array }> {
-  const res = await fetch(`${url}/api/v1/jobs/${id}/result`);
+  const res = await fetch(`${url}/api/v1/jobs/${id}/result`, { headers: authHeaders(url) });
   if (!res.ok) throw new Error(`result ${id}: ${res.status} ${await res.text()}`);
   return decodeNpy(new Uint8Array(await res.arrayBuffer()));
 }

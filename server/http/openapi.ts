@@ -1,0 +1,147 @@
+import { z } from 'zod';
+import { ApiErrorSchema, ContributorStatsSchema, JOB_TYPES, JobListSchema, JobViewSchema, ListQuerySchema, SubmitFieldsSchema } from '../../shared/api';
+
+type Json = Record<string, unknown>;
+
+/** OpenAPI 3.0 schema objects do not allow JSON Schema's $id / $schema. */
+function strip(node: unknown): unknown {
+  if (Array.isArray(node)) return node.map(strip);
+  if (node && typeof node === 'object') {
+    const out: Json = {};
+    for (const [k, v] of Object.entries(node)) if (k !== '$id' && k !== '$schema') out[k] = strip(v);
+    return out;
+  }
+  return node;
+}
+
+const ref = (id: string) => ({ $ref: `#/components/schemas/${id}` });
+const json = (schema: Json, description: string) => ({ description, content: { 'application/json': { schema } } });
+const error = (description: string) => json(ref('Error'), description);
+const jobId = { name: 'id', in: 'path', required: true, schema: { type: 'string', format: 'uuid' } };
+
+function inputSchema(schema: z.ZodType): Json {
+  return strip(z.toJSONSchema(schema, { target: 'openapi-3.0', io: 'input', unrepresentable: 'any' })) as Json;
+}
+
+/**
+ * The OpenAPI document of the REST API, built from the same zod schemas that
+ * validate requests and type responses.
+ */
+export function buildOpenApi(version: string): Json {
+  // Registering the schemas by id puts them in components; JobView refers to JobProgress by $ref.
+  const registry = z.registry<{ id: string }>();
+  for (const [id, schema] of [
+    ['Job', JobViewSchema],
+    ['JobList', JobListSchema],
+    ['Error', ApiErrorSchema],
+    ['ContributorStats', ContributorStatsSchema],
+  ] as const)
+    registry.add(schema, { id });
+  const components = strip(z.toJSONSchema(registry, { target: 'openapi-3.0', uri: (id) => `#/components/schemas/${id}` })) as { schemas: Json };
+  const fields = inputSchema(SubmitFieldsSchema) as { properties: Json; required?: string[] };
+  const listQuery = inputSchema(ListQuerySchema) as { properties: { limit: Json } };
+
+  return {
+    openapi: '3.0.3',
+    info: {
+      title: 'Tessera coordinator',
+      version,
+      description:
+        'Submit matrix products to a volunteer GPU network. Tensors are NumPy .npy files (little-endian float32); every error is `{ "error": { "code", "message" } }`.',
+    },
+    servers: [{ url: '/' }],
+    components: {
+      schemas: components.schemas,
+      securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'an API key: `npm run keys -- create --name NAME`, or data/local-api-key' } },
+    },
+    security: [{ bearer: [] }],
+    paths: {
+      '/healthz': {
+        get: { summary: 'Readiness', security: [], responses: { '200': { description: 'ready' }, '503': error('starting') } },
+      },
+      '/api/v1/jobs': {
+        post: {
+          summary: 'Submit a job',
+          description: `type=${JOB_TYPES.join('|')}: files a (M×K) and b (K×N), float32 .npy in C or Fortran order; inputs must be finite.`,
+          requestBody: {
+            required: true,
+            content: {
+              'multipart/form-data': {
+                schema: {
+                  type: 'object',
+                  required: ['type', 'a', 'b'],
+                  properties: { ...fields.properties, a: { type: 'string', format: 'binary' }, b: { type: 'string', format: 'binary' } },
+                },
+              },
+            },
+          },
+          responses: {
+            '201': { ...json(ref('Job'), 'accepted'), headers: { Location: { schema: { type: 'string' }, description: 'the job URL' } } },
+            '400': error('bad field or file'),
+            '401': error('missing or invalid API key'),
+            '413': error('too large, or over the storage quota'),
+            '415': error('not multipart/form-data, or not float32'),
+            '429': error('too many requests or too many jobs at once'),
+          },
+        },
+        get: {
+          summary: "The caller's jobs, newest first",
+          parameters: [{ name: 'limit', in: 'query', required: false, schema: listQuery.properties.limit }],
+          responses: { '200': json(ref('JobList'), 'jobs'), '400': error('bad query parameter'), '401': error('missing or invalid API key') },
+        },
+      },
+      '/api/v1/jobs/{id}': {
+        get: { summary: 'A job', parameters: [jobId], responses: { '200': json(ref('Job'), 'the job'), '404': error('no such job of yours') } },
+        delete: {
+          summary: 'Cancel a queued or running job; delete the stored result of a finished one',
+          parameters: [jobId],
+          responses: { '200': json(ref('Job'), 'the job after the change'), '404': error('no such job of yours') },
+        },
+      },
+      '/api/v1/jobs/{id}/result': {
+        get: {
+          summary: 'The result as .npy',
+          parameters: [jobId],
+          responses: {
+            '200': { description: 'C (M×N) as a float32 .npy', content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } },
+            '404': error('no such job of yours'),
+            '409': error('not completed'),
+            '410': error('the result expired or was deleted'),
+          },
+        },
+      },
+      '/api/v1/jobs/{id}/events': {
+        get: {
+          summary: 'Status and progress as Server-Sent Events until the job ends',
+          description: '`event: progress` carries a Job; `event: end` closes the stream.',
+          parameters: [jobId],
+          responses: { '200': { description: 'an event stream', content: { 'text/event-stream': { schema: { type: 'string' } } } }, '404': error('no such job of yours') },
+        },
+      },
+      '/api/v1/blobs/{sha256}': {
+        get: {
+          summary: 'A content-addressed input panel (for contributors)',
+          security: [],
+          parameters: [{ name: 'sha256', in: 'path', required: true, schema: { type: 'string', pattern: '^[0-9a-f]{64}$' } }],
+          responses: {
+            '200': { description: 'raw float32, immutable', content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } },
+            '206': { description: 'a byte range' },
+            '400': error('not a sha256'),
+            '404': error('no such blob'),
+          },
+        },
+      },
+      '/api/v1/contributors/{id}': {
+        get: {
+          summary: "A contributor's public standing",
+          security: [],
+          parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string', format: 'uuid' } }],
+          responses: { '200': json(ref('ContributorStats'), 'the contributor'), '404': error('no such contributor') },
+        },
+      },
+      '/api/v1/openapi.json': {
+        get: { summary: 'This document', security: [], responses: { '200': { description: 'OpenAPI 3.0', content: { 'application/json': { schema: { type: 'object' } } } } } },
+      },
+    },
+  };
+}
