@@ -135,7 +135,7 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
   dispatcher.start();
   const expirer = setInterval(() => {
     finisher.expireResults(Date.now() - config.resultTtlMs).catch((err: unknown) => log.error({ err }, 'result expiry failed'));
-  }, 60_000);
+  }, Math.min(60_000, Math.max(1_000, config.resultTtlMs / 4)));
   expirer.unref();
   ready = true;
   const addr = http.address() as AddressInfo;

@@ -53,6 +53,7 @@ export async function receiveMultipart(req: Request, dir: string, limits: Multip
   const writes: Promise<void>[] = [];
   let failure: HttpError | undefined;
   let stopEarly: () => void = () => undefined;
+  let stopped = false;
   const fail = (e: HttpError) => {
     failure ??= e;
   };
@@ -62,6 +63,11 @@ export async function receiveMultipart(req: Request, dir: string, limits: Multip
     fields[name] = value;
   });
   bb.on('file', (name, stream, info) => {
+    if (stopped) {
+      // The rest of the body is no longer read: a part parsed from the last chunk would never end.
+      stream.resume();
+      return;
+    }
     if (!limits.allowedFiles.includes(name)) {
       fail(new HttpError(400, 'UNEXPECTED_FILE', `unexpected file field "${name}"; this job takes: ${limits.allowedFiles.join(', ')}`));
       stream.resume();
@@ -77,15 +83,18 @@ export async function receiveMultipart(req: Request, dir: string, limits: Multip
     stream.on('data', (chunk: Buffer) => {
       file.bytes += chunk.length;
     });
+    const sink = createWriteStream(file.path);
     stream.on('limit', () => {
       fail(new HttpError(413, 'TOO_LARGE', `file "${name}" exceeds the upload limit of ${limits.maxFileBytes} bytes`));
       // Stop reading the rest of the request: the client is told at once instead of after the whole upload.
       req.unpipe(bb);
-      stream.destroy();
+      stopped = true;
+      // Ending the sink settles the pipeline; busboy's part stream would never end now that its input is cut.
+      sink.destroy(new Error('upload limit reached'));
       stopEarly();
     });
     writes.push(
-      pipeline(stream, createWriteStream(file.path)).catch((err: Error) => {
+      pipeline(stream, sink).catch((err: Error) => {
         fail(new HttpError(400, 'UPLOAD_FAILED', `upload of "${name}" failed: ${err.message}`));
       }),
     );

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ApiErrorSchema, ContributorStatsSchema, JOB_TYPES, JobListSchema, JobViewSchema, ListQuerySchema, SubmitFieldsSchema } from '../../shared/api';
+import { ApiErrorSchema, ContributorStatsSchema, JOB_TYPES, JobListSchema, JobProgressSchema, JobViewSchema, ListQuerySchema, SubmitFieldsSchema } from '../../shared/api';
 
 type Json = Record<string, unknown>;
 
@@ -32,6 +32,7 @@ export function buildOpenApi(version: string): Json {
   const registry = z.registry<{ id: string }>();
   for (const [id, schema] of [
     ['Job', JobViewSchema],
+    ['JobProgress', JobProgressSchema],
     ['JobList', JobListSchema],
     ['Error', ApiErrorSchema],
     ['ContributorStats', ContributorStatsSchema],
