@@ -52,7 +52,7 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
   await results.init();
   const finisher = new JobFinisher(store, results, blobs, log);
   await finisher.recover();
-  await ensureLocalKey(store, config.dataDir, config.keyDefaults, log);
+  await ensureLocalKey(store, config.dataDir, config.keyDefaults, log, config.logLevel !== 'silent');
 
   // Socket.IO wraps the server's existing request listener so that /socket.io/ never reaches express:
   // the listener must exist before the Socket.IO server is attached.

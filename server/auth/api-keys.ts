@@ -32,12 +32,14 @@ export const LOCAL_KEY_FILE = 'local-api-key';
  * "local", print it once, and keep it in the data directory (mode 0600) so
  * the owner of the machine can read it again.
  */
-export async function ensureLocalKey(store: Store, dataDir: string, limits: KeyLimits, log: Logger): Promise<string | undefined> {
+export async function ensureLocalKey(store: Store, dataDir: string, limits: KeyLimits, log: Logger, announce = true): Promise<string | undefined> {
   if ((await store.listApiKeys()).length > 0) return undefined;
   const { secret } = await createApiKey(store, 'local', limits);
   const file = join(dataDir, LOCAL_KEY_FILE);
   await writeFile(file, secret + '\n', { mode: 0o600 });
   await chmod(file, 0o600);
-  log.warn({ file }, `created the requester API key "local": ${secret} (saved in ${file}; send it as "Authorization: Bearer <key>")`);
+  // The secret goes to the terminal once, not into the JSON log that may be shipped elsewhere.
+  if (announce) process.stderr.write(`\nTessera: created the requester API key "local" (also saved in ${file}):\n  ${secret}\nSend it as "Authorization: Bearer <key>".\n\n`);
+  log.warn({ file }, 'created the requester API key "local"');
   return secret;
 }

@@ -26,7 +26,8 @@ export function createApp(deps: AppDeps): Express {
   const { config } = deps;
   const app = express();
   app.disable('x-powered-by');
-  app.set('trust proxy', config.trustProxy === 'true' ? true : config.trustProxy === 'false' ? false : config.trustProxy);
+  const tp = config.trustProxy;
+  app.set('trust proxy', tp === 'true' ? true : tp === 'false' ? false : /^\d+$/.test(tp) ? Number(tp) : tp);
   app.use(helmet({ crossOriginEmbedderPolicy: false }));
   // Same-origin only unless the operator lists other origins (a separate dashboard, a CDN-hosted page).
   if (config.corsOrigins.length > 0) app.use('/api', cors({ origin: config.corsOrigins, exposedHeaders: ['Location'] }));
