@@ -8,7 +8,7 @@ export interface GpuHandle {
 
 export class GpuUnavailableError extends Error {}
 
-function adapterInfo(adapter: GPUAdapter): AdapterInfo {
+export function adapterInfo(adapter: GPUAdapter): AdapterInfo {
   const info = adapter.info;
   return {
     vendor: info?.vendor ?? '',
@@ -19,15 +19,18 @@ function adapterInfo(adapter: GPUAdapter): AdapterInfo {
 }
 
 /**
- * Requests a device with the adapter's own storage-buffer limits (the
+ * Used by the page's worker (navigator.gpu) and by the headless agent (Dawn's
+ * Node binding) alike. Requests a device with the adapter's own storage-buffer limits (the
  * defaults are only the spec's minimums), so the coordinator can send the
  * largest panels this GPU can bind.
  */
-export async function acquireGpu(onLost: (reason: string) => void): Promise<GpuHandle> {
-  if (!('gpu' in navigator) || !navigator.gpu) {
-    throw new GpuUnavailableError('WebGPU is not available in this browser (navigator.gpu is missing)');
-  }
-  const adapter = await navigator.gpu.requestAdapter({ powerPreference: 'high-performance' });
+export async function acquireGpu(
+  gpu: GPU | undefined,
+  onLost: (reason: string) => void,
+  options: GPURequestAdapterOptions = { powerPreference: 'high-performance' },
+): Promise<GpuHandle> {
+  if (!gpu) throw new GpuUnavailableError('WebGPU is not available here (navigator.gpu is missing)');
+  const adapter = await gpu.requestAdapter(options);
   if (!adapter) throw new GpuUnavailableError('WebGPU is present but no GPU adapter was found');
   const wanted = {
     maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,

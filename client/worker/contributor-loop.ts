@@ -20,6 +20,10 @@ export interface LoopDeps {
   userAgent: string;
   /** Self-benchmark result sent with hello. */
   gflops?: number;
+  /** Share of wall time the GPU may be busy, in (0, 1]: after each tile the loop rests in proportion. */
+  duty?: () => number;
+  /** False outside the hours the owner allows; the loop then holds no work and waits. */
+  mayWork?: () => boolean;
   loadToken(): Promise<string | undefined>;
   saveToken(token: string): Promise<void>;
   emit(e: WorkerEvent): void;
@@ -126,6 +130,12 @@ export class ContributorLoop {
         await this.waitForWake(1_000);
         continue;
       }
+      if (this.deps.mayWork && !this.deps.mayWork()) {
+        for (const { lease } of queue.splice(0)) socket.emit('lease:release', { shardId: lease.shardId, leaseToken: lease.leaseToken }, () => undefined);
+        this.deps.emit({ type: 'state', state: 'idle', message: 'outside the allowed hours' });
+        await this.waitForWake(60_000);
+        continue;
+      }
       try {
         if (queue.length < PIPELINE) {
           const reply = await socket.timeout(ACK_TIMEOUT_MS).emitWithAck('lease:request', { max: PIPELINE - queue.length });
@@ -162,6 +172,8 @@ export class ContributorLoop {
     const c = await this.deps.kernel.run(new Float32Array(a), new Float32Array(b), lease.rows, lease.k, lease.cols);
     const computeMs = performance.now() - t0;
     const gflops = (2 * lease.rows * lease.cols * lease.k) / (computeMs * 1e6);
+    const duty = Math.min(1, Math.max(0.01, this.deps.duty?.() ?? 1));
+    const rest = duty < 1 ? computeMs * (1 / duty - 1) : 0;
     if (this.revoked.delete(lease.shardId)) return;
     const reply = await socket.timeout(ACK_TIMEOUT_MS).emitWithAck('lease:result', {
       shardId: lease.shardId,
@@ -178,5 +190,6 @@ export class ContributorLoop {
       gflops,
       ...(reply.ok ? {} : { message: `${reply.error.code}: ${reply.error.message}` }),
     });
+    if (rest > 0) await sleep(rest);
   }
 }

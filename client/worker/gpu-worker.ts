@@ -19,7 +19,7 @@ let listener: ((e: WorkerEvent) => void) | undefined;
 
 async function ensureGpu(): Promise<GpuHandle> {
   if (gpu) return gpu;
-  gpu = await acquireGpu((reason) => {
+  gpu = await acquireGpu(navigator.gpu, (reason) => {
     // A lost device cannot be reused: drop it and its pipeline, then start over on a new one.
     gpu = undefined;
     kernel = undefined;

@@ -1,0 +1,148 @@
+/**
+ * Headless contributor for rigs and servers:
+ *   npx tessera-agent --server http://host:8080 [--duty 50] [--hours 22:00-07:00] [--once]
+ * Runs the page's own kernel and contributor loop (client/gpu, client/worker)
+ * on Dawn's Node binding, with the same protocol, identity and credits.
+ */
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Command, InvalidArgumentError } from 'commander';
+import { acquireGpu, GpuUnavailableError, type GpuHandle } from '../client/gpu/device';
+import { MatmulKernel } from '../client/gpu/matmul-kernel';
+import { ContributorLoop } from '../client/worker/contributor-loop';
+import type { WorkerEvent } from '../client/worker/events';
+import { selfBenchmarkGflops } from '../client/worker/self-benchmark';
+import { createNodeGpu, listAdapters, NO_ADAPTER_HELP } from './dawn';
+import { parseHours, withinHours, type HoursWindow } from './hours';
+
+interface Options {
+  server: string;
+  listGpus?: boolean;
+  adapter?: string;
+  duty: number;
+  hours?: HoursWindow;
+  name?: string;
+  tokenFile: string;
+  once?: boolean;
+  summaryEvery: number;
+}
+
+const percent = (v: string) => {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 1 || n > 100) throw new InvalidArgumentError('a percentage from 1 to 100');
+  return n;
+};
+const seconds = (v: string) => {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 1) throw new InvalidArgumentError('seconds, at least 1');
+  return n;
+};
+
+const log = (line: string) => console.log(`${new Date().toISOString()} ${line}`);
+
+async function loadToken(file: string): Promise<string | undefined> {
+  const text = await readFile(file, 'utf8').catch(() => '');
+  return text.trim() || undefined;
+}
+
+async function saveToken(file: string, token: string): Promise<void> {
+  await mkdir(dirname(file), { recursive: true });
+  await writeFile(file, token + '\n', { mode: 0o600 });
+}
+
+async function main(opts: Options): Promise<void> {
+  const gpu = createNodeGpu(opts.adapter ? [`adapter=${opts.adapter}`] : []);
+  if (opts.listGpus) {
+    const adapters = await listAdapters(gpu);
+    if (adapters.length === 0) throw new GpuUnavailableError(NO_ADAPTER_HELP);
+    for (const a of adapters) console.log([a.vendor, a.architecture, a.device, a.description].filter(Boolean).join(' · ') || 'unnamed adapter');
+    return;
+  }
+  const shader = await readFile(join(dirname(fileURLToPath(import.meta.url)), '..', 'shaders', 'matmul-tiled.wgsl'), 'utf8');
+  let loop: ContributorLoop | undefined;
+  let stopping = false;
+  const totals = { verified: 0, rejected: 0, flops: 0, ms: 0 };
+
+  const start = async (): Promise<void> => {
+    let handle: GpuHandle;
+    try {
+      handle = await acquireGpu(gpu, (reason) => {
+        log(`GPU device lost (${reason}); starting again on a new device`);
+        loop?.stop();
+        if (!stopping) setTimeout(() => void start().catch(fatal), 1_000);
+      });
+    } catch (err) {
+      throw err instanceof GpuUnavailableError ? new GpuUnavailableError(`${err.message}\n${NO_ADAPTER_HELP}`) : err;
+    }
+    const kernel = new MatmulKernel(handle.device, shader);
+    const gflops = await selfBenchmarkGflops(kernel);
+    const a = handle.adapter;
+    log(`GPU: ${[a.vendor, a.architecture, a.device, a.description].filter(Boolean).join(' · ') || 'unnamed adapter'}; self-benchmark ${gflops.toFixed(2)} GFLOPS; duty ${opts.duty}%`);
+    loop = new ContributorLoop({
+      serverUrl: opts.server,
+      gpu: handle,
+      kernel,
+      agentKind: 'agent',
+      userAgent: `tessera-agent/0.1.0 node/${process.versions.node}${opts.name ? ` name=${opts.name}` : ''}`,
+      gflops,
+      duty: () => opts.duty / 100,
+      mayWork: () => !opts.hours || withinHours(opts.hours, new Date()),
+      loadToken: () => loadToken(opts.tokenFile),
+      saveToken: (t) => saveToken(opts.tokenFile, t),
+      emit: onEvent,
+    });
+    loop.start();
+  };
+
+  const onEvent = (e: WorkerEvent) => {
+    if (e.type === 'identity') log(`joined ${opts.server} as contributor ${e.contributorId}`);
+    if (e.type === 'state' && (e.state === 'error' || e.state === 'connecting') && e.message) log(`${e.state}: ${e.message}`);
+    if (e.type === 'shard') {
+      if (e.ok) {
+        totals.verified++;
+        totals.flops += e.gflops * e.computeMs * 1e6;
+        totals.ms += e.computeMs;
+      } else totals.rejected++;
+      log(`shard ${e.shardId} job ${e.jobId} ${e.computeMs.toFixed(0)} ms ${e.gflops.toFixed(2)} GFLOPS ${e.ok ? 'accepted' : `REJECTED ${e.message ?? ''}`}`);
+      if (opts.once) void shutdown(e.ok ? 0 : 1);
+    }
+  };
+
+  const shutdown = async (code: number) => {
+    if (stopping) return;
+    stopping = true;
+    loop?.stop(); // disconnecting hands every lease back to the coordinator at once
+    log(`stopped: ${totals.verified} shards accepted, ${totals.rejected} rejected`);
+    setTimeout(() => process.exit(code), 200);
+  };
+  process.on('SIGTERM', () => void shutdown(0));
+  process.on('SIGINT', () => void shutdown(0));
+  const summary = setInterval(() => {
+    const gf = totals.ms > 0 ? totals.flops / (totals.ms * 1e6) : 0;
+    log(`summary: ${totals.verified} shards accepted, ${totals.rejected} rejected, ${(totals.flops / 1e9).toFixed(1)} GFLOP at ${gf.toFixed(2)} GFLOPS while computing`);
+  }, opts.summaryEvery * 1000);
+  summary.unref();
+  await start();
+}
+
+function fatal(err: unknown): never {
+  console.error(`tessera-agent: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+}
+
+const program = new Command('tessera-agent')
+  .description('donate this machine’s GPU to a Tessera coordinator')
+  .option('--server <url>', 'coordinator URL', process.env.TESSERA_URL ?? 'http://localhost:8080')
+  .option('--list-gpus', 'list the GPUs WebGPU can use, then exit')
+  .option('--adapter <name>', 'use the adapter whose name contains this text')
+  .option('--duty <percent>', 'share of time the GPU may be busy', percent, 100)
+  .option('--hours <HH:MM-HH:MM>', 'only work in this daily window (local time)', parseHours)
+  .option('--name <name>', 'a name to show with this contributor')
+  .option('--token-file <path>', 'where the identity token is kept', join(homedir(), '.config', 'tessera', 'agent-token'))
+  .option('--once', 'compute one shard, then exit (0 if it was accepted)')
+  .option('--summary-every <seconds>', 'how often to log a summary', seconds, 300)
+  .action((opts: Options) => main(opts).catch(fatal));
+
+program.parseAsync().catch(fatal);
