@@ -119,6 +119,7 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
     blobs,
     results,
     finisher,
+    intake,
     log,
     clientDir: config.clientDir,
     version: VERSION,

@@ -3,6 +3,7 @@ import {
   PROTOCOL_VERSION,
   type ClientToServerEvents,
   type Lease,
+  type ResultReply,
   type ServerToClientEvents,
 } from '../../shared/protocol';
 import type { GpuHandle } from '../gpu/device';
@@ -156,7 +157,7 @@ export class ContributorLoop {
           }
         }
         const next = queue.shift()!;
-        await this.work(socket, next.lease, await next.panels);
+        await this.work(next.lease, await next.panels);
       } catch (err) {
         // Ack timeouts, failed downloads and dropped connections land here; the socket reconnects by itself.
         this.deps.emit({ type: 'state', state: 'error', message: err instanceof Error ? err.message : String(err) });
@@ -165,7 +166,21 @@ export class ContributorLoop {
     }
   }
 
-  private async work(socket: ContributorSocket, lease: Lease, [a, b]: [ArrayBuffer, ArrayBuffer]): Promise<void> {
+  /** Result tiles go over HTTP like the panels; the socket carries control messages only. */
+  private async sendResult(lease: Lease, c: Float32Array): Promise<ResultReply> {
+    const url = new URL(`/api/v1/leases/${encodeURIComponent(lease.leaseToken)}/result`, this.deps.serverUrl);
+    const res = await fetch(url, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/octet-stream', 'x-shard-id': lease.shardId },
+      body: new Uint8Array(c.buffer as ArrayBuffer, c.byteOffset, c.byteLength),
+      signal: AbortSignal.timeout(ACK_TIMEOUT_MS),
+    });
+    const body = (await res.json().catch(() => undefined)) as ResultReply | { error?: { code?: string; message?: string } } | undefined;
+    if (body && 'ok' in body) return body;
+    return { ok: false, error: { code: 'INTERNAL', message: body?.error?.message ?? `HTTP ${res.status}` } };
+  }
+
+  private async work(lease: Lease, [a, b]: [ArrayBuffer, ArrayBuffer]): Promise<void> {
     if (this.revoked.delete(lease.shardId)) return;
     this.deps.emit({ type: 'state', state: 'working' });
     const t0 = performance.now();
@@ -175,12 +190,7 @@ export class ContributorLoop {
     const duty = Math.min(1, Math.max(0.01, this.deps.duty?.() ?? 1));
     const rest = duty < 1 ? computeMs * (1 / duty - 1) : 0;
     if (this.revoked.delete(lease.shardId)) return;
-    const reply = await socket.timeout(ACK_TIMEOUT_MS).emitWithAck('lease:result', {
-      shardId: lease.shardId,
-      leaseToken: lease.leaseToken,
-      computeMs,
-      c: c.buffer as ArrayBuffer,
-    });
+    const reply = await this.sendResult(lease, c);
     this.deps.emit({
       type: 'shard',
       shardId: lease.shardId,

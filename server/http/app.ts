@@ -12,10 +12,13 @@ import { blobsRouter } from './blobs-routes';
 import { contributorsRouter } from './contributors-routes';
 import { errorHandler, HttpError } from './http-error';
 import { jobsRouter, type JobsRouteDeps } from './jobs-routes';
+import { resultsRouter } from './results-routes';
+import type { ResultIntake } from '../scheduler/result-intake';
 import { buildOpenApi } from './openapi';
 
 export interface AppDeps extends JobsRouteDeps {
   blobs: BlobStore;
+  intake: ResultIntake;
   log: Logger;
   version: string;
   isReady(): boolean;
@@ -42,6 +45,7 @@ export function createApp(deps: AppDeps): Express {
   api.get('/openapi.json', (_req, res) => res.json(openapi));
   api.use(blobsRouter(deps.blobs));
   api.use(contributorsRouter(deps.store));
+  api.use(resultsRouter(deps.store, deps.intake));
   api.use(
     '/jobs',
     requireApiKey(deps.store),

@@ -140,6 +140,25 @@ export function buildOpenApi(version: string): Json {
           responses: { '200': json(ref('ContributorStats'), 'the contributor'), '404': error('no such contributor') },
         },
       },
+      '/api/v1/leases/{token}/result': {
+        put: {
+          summary: 'A contributor returns a result tile (see docs/protocol.md)',
+          security: [],
+          parameters: [
+            { name: 'token', in: 'path', required: true, description: 'the lease token: the credential', schema: { type: 'string' } },
+            { name: 'X-Shard-Id', in: 'header', required: true, schema: { type: 'string' } },
+          ],
+          requestBody: { required: true, content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } },
+          responses: {
+            '200': { description: '{ ok: true, status: "verified" | "pending" }', content: { 'application/json': { schema: { type: 'object' } } } },
+            '404': { description: 'no such lease', content: { 'application/json': { schema: { type: 'object' } } } },
+            '409': { description: 'the shard was completed by someone else, or its job ended', content: { 'application/json': { schema: { type: 'object' } } } },
+            '413': error('over 16 MiB'),
+            '415': error('not application/octet-stream'),
+            '422': { description: 'wrong size, or failed verification', content: { 'application/json': { schema: { type: 'object' } } } },
+          },
+        },
+      },
       '/api/v1/openapi.json': {
         get: { summary: 'This document', security: [], responses: { '200': { description: 'OpenAPI 3.0', content: { 'application/json': { schema: { type: 'object' } } } } } },
       },

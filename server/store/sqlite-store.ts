@@ -291,12 +291,15 @@ export class SqliteStore implements Store {
   }
 
   async grantLeases(req: LeaseGrantRequest): Promise<GrantedLease[]> {
-    // Jobs of equal priority take turns: the one served longest ago goes next (round robin).
+    // Requesters of equal priority take turns (the one served longest ago goes next), and so do
+    // each requester's jobs: a requester with ten jobs gets no more than one with a single job.
     const pickJob = this.stmt(
       `SELECT j.id, j.k FROM jobs j
        WHERE j.${ACTIVE_JOB} AND j.hidden = 0 AND EXISTS (SELECT 1 FROM shards s WHERE s.state = 'queued' AND s.job_id = j.id)
          AND j.id NOT IN (SELECT value FROM json_each(?))
-       ORDER BY j.priority DESC, j.last_granted_at ASC, j.created_at ASC LIMIT 1`,
+       ORDER BY j.priority DESC,
+         (SELECT max(o.last_granted_at) FROM jobs o WHERE o.owner IS j.owner AND o.${ACTIVE_JOB}) ASC,
+         j.last_granted_at ASC, j.created_at ASC LIMIT 1`,
     );
     // A contributor never gets back a shard it returned a rejected result for, nor, for a while,
     // one whose lease it let lapse (a lone slow contributor may retry after the cool-down);

@@ -63,13 +63,12 @@ describe('headless agent (Dawn on SwiftShader)', () => {
     a.child.kill('SIGTERM');
     await a.exited;
 
-    // --once: one shard, then exit 0.
+    // --once: one shard (which may be a canary: they look like any shard), then exit 0.
     const q = problem(64, 32, 64, 9);
-    const second = await submitMatmul(coord.url, q.a, q.b);
+    await submitMatmul(coord.url, q.a, q.b);
     const once = await agent(coord.url, ['--once']);
     expect(await once.exited).toBe(0);
-    expect(once.lines.some((l) => /accepted/.test(l))).toBe(true);
-    expect((await waitForJob(coord.url, second.id, 10_000)).progress.verified).toBeGreaterThanOrEqual(1);
+    expect(once.lines.filter((l) => /shard \S+ job \S+ .* accepted/.test(l)).length).toBe(1);
   }, 180_000);
 
   it('reconnects after the coordinator is killed and restarted, and the job completes', async () => {

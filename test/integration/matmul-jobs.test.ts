@@ -98,4 +98,27 @@ describe('matmul jobs with simulated contributors', () => {
     expect(result.status).toBe(409);
     expect(((await result.json()) as { error: { code: string } }).error.code).toBe('RESULT_NOT_READY');
   });
+
+  it('takes result tiles over HTTP as well, with the same checks', async () => {
+    const { a, b, ref } = problem(192, 48, 160, 13);
+    const workers: SimContributor[] = [];
+    for (let i = 0; i < 2; i++) {
+      const s = await new SimContributor(coord.url, { kind: 'honest' }, { transport: 'http' }).connect();
+      sims.push(s);
+      workers.push(s);
+      void s.run().catch(() => undefined);
+    }
+    const job = await submitMatmul(coord.url, a, b);
+    expect((await waitForJob(coord.url, job.id)).status).toBe('completed');
+    expect(maxToleranceRatio((await downloadResult(coord.url, job.id)).data, ref, 1e-5, 1e-5)).toBeLessThanOrEqual(1);
+    expect(workers.reduce((n, w) => n + w.stats.verified, 0)).toBeGreaterThanOrEqual(job.progress.total);
+
+    const put = (token: string, body: Uint8Array<ArrayBuffer> | string, type = 'application/octet-stream', shard = 'x.0') =>
+      fetch(`${coord.url}/api/v1/leases/${token}/result`, { method: 'PUT', body, headers: { 'content-type': type, 'x-shard-id': shard } });
+    const forged = await put('00000000-0000-4000-8000-000000000000', new Uint8Array(16));
+    expect(forged.status).toBe(404);
+    expect(((await forged.json()) as { error: { code: string } }).error.code).toBe('LEASE_UNKNOWN');
+    expect((await put('t', new Uint8Array(17 * 1024 * 1024))).status).toBe(413);
+    expect((await put('t', '1,2,3', 'text/plain')).status).toBe(415);
+  });
 });

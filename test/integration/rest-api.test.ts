@@ -66,6 +66,7 @@ describe('REST API', () => {
     ['not an .npy', { type: 'matmul', a: new Blob(['1,2,3\n']), b: 'B' }, 400, 'NOT_NPY', /numpy\.save/],
     ['wrong dtype', { type: 'matmul', a: npyWithHeader("{'descr': '<f8', 'fortran_order': False, 'shape': (3, 4), }", 96), b: 'B' }, 415, 'UNSUPPORTED_DTYPE', /float32/],
     ['inner dimensions', { type: 'matmul', a: 'A', b: 'B5' }, 400, 'SHAPE_MISMATCH', /a's columns \(4\) must equal b's rows \(5\)/],
+    ['negative dimension', { type: 'matmul', a: npyWithHeader("{'descr': '<f4', 'fortran_order': False, 'shape': (-3, 4), }", 0), b: 'B' }, 400, 'BAD_NPY_HEADER', /shape/],
     ['zero dimension', { type: 'matmul', a: npyWithHeader("{'descr': '<f4', 'fortran_order': False, 'shape': (0, 4), }", 0), b: 'B' }, 400, 'EMPTY_DIMENSION', /at least 1/],
     ['not 2-D', { type: 'matmul', a: npyWithHeader("{'descr': '<f4', 'fortran_order': False, 'shape': (12,), }", 48), b: 'B' }, 400, 'NOT_A_MATRIX', /2-D/],
     ['truncated data', { type: 'matmul', a: npyWithHeader("{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }", 40), b: 'B' }, 400, 'TRUNCATED_NPY', /promises/],

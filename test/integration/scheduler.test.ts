@@ -150,3 +150,33 @@ describe('scheduler under faults', () => {
     expect(shared).toBeGreaterThanOrEqual(greedy.leases.length - 4);
   });
 });
+
+describe('fair sharing between requesters', () => {
+  it('gives a requester with one job as much as one with three', async () => {
+    coord = await startTestCoordinator({ targetTiles: 16, canaries: false });
+    const { createApiKey } = await import('../../server/auth/api-keys');
+    const { npyBlob } = await import('../support/matrices');
+    const limits = { maxConcurrentJobs: 10, maxStoredBytes: 1e9, maxUploadBytes: 1e8, requestsPerMinute: 1000 };
+    const busy = (await createApiKey(coord.store, 'busy', limits)).secret;
+    const quiet = (await createApiKey(coord.store, 'quiet', limits)).secret;
+    const submitAs = async (key: string, seed: number) => {
+      const f = new FormData();
+      f.set('type', 'matmul');
+      f.set('a', npyBlob(256, 16, randomMatrix(256, 16, seed)), 'a.npy');
+      f.set('b', npyBlob(16, 256, randomMatrix(16, 256, seed + 1)), 'b.npy');
+      const res = await fetch(`${coord!.url}/api/v1/jobs`, { method: 'POST', body: f, headers: { authorization: `Bearer ${key}` } });
+      return ((await res.json()) as { id: string }).id;
+    };
+    const busyJobs = [await submitAs(busy, 1), await submitAs(busy, 3), await submitAs(busy, 5)];
+    const quietJob = await submitAs(quiet, 7);
+    const worker = await spawn({ kind: 'honest', delayMs: 5 });
+    for (let i = 0; i < 200 && worker.leases.length < 16; i++) await new Promise((r) => setTimeout(r, 25));
+    const first16 = worker.leases.slice(0, 16);
+    const quietShare = first16.filter((l) => l.jobId === quietJob).length;
+    expect(quietShare).toBeGreaterThanOrEqual(7); // about half, although it has one job in four
+    for (const id of [...busyJobs, quietJob]) {
+      const job = await coord!.store.getJob(id);
+      expect(job).toBeDefined();
+    }
+  });
+});

@@ -49,13 +49,16 @@ export class SimContributor {
   private readonly max: number;
   private running = false;
   private readonly gflops: number | undefined;
+  /** How results go back: on the socket, or as an HTTP PUT as the page and agent send them. */
+  private readonly transport: 'socket' | 'http';
   private wake: (() => void) | undefined;
 
   constructor(
     private readonly url: string,
     private readonly behaviour: Behaviour = { kind: 'honest' },
-    opts: { token?: string; max?: number; gflops?: number } = {},
+    opts: { token?: string; max?: number; gflops?: number; transport?: 'socket' | 'http' } = {},
   ) {
+    this.transport = opts.transport ?? 'socket';
     this.token = opts.token;
     this.max = opts.max ?? 1;
     this.gflops = opts.gflops;
@@ -173,6 +176,15 @@ export class SimContributor {
 
   private async send(lease: Lease, c: Float32Array): Promise<void> {
     if (!this.socket.connected) return;
+    if (this.transport === 'http') {
+      const res = await fetch(new URL(`/api/v1/leases/${lease.leaseToken}/result`, this.url), {
+        method: 'PUT',
+        headers: { 'content-type': 'application/octet-stream', 'x-shard-id': lease.shardId },
+        body: new Uint8Array(c.buffer as ArrayBuffer, c.byteOffset, c.byteLength),
+      });
+      this.count((await res.json()) as ResultReply);
+      return;
+    }
     const reply: ResultReply = await this.socket
       .timeout(30_000)
       .emitWithAck('lease:result', { shardId: lease.shardId, leaseToken: lease.leaseToken, computeMs: 1, c: new Uint8Array(c.buffer) });
