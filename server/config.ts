@@ -27,6 +27,7 @@ const EnvSchema = z.object({
   TESSERA_RESULT_TTL_HOURS: z.coerce.number().positive().default(168),
   TESSERA_CORS_ORIGINS: z.string().default(''),
   TESSERA_TRUST_PROXY: z.string().default('loopback'),
+  TESSERA_METRICS_TOKEN: z.string().default(''),
   TESSERA_RATE_LIMIT_PER_SECOND: int(50, 1),
   TESSERA_RATE_LIMIT_BURST: int(100, 1),
 });
@@ -55,6 +56,8 @@ export interface Config {
   corsOrigins: string[];
   /** Express "trust proxy" setting: which hops' X-Forwarded-* headers to believe. */
   trustProxy: string;
+  /** When set, /metrics requires `Authorization: Bearer <token>`. */
+  metricsToken: string;
   rateLimit: { perSecond: number; burst: number };
   /** Directory of the built contributor page; absent in tests that need no page. */
   clientDir?: string;
@@ -96,6 +99,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     resultTtlMs: e.TESSERA_RESULT_TTL_HOURS * 3_600_000,
     corsOrigins: e.TESSERA_CORS_ORIGINS.split(',').map((o) => o.trim()).filter(Boolean),
     trustProxy: e.TESSERA_TRUST_PROXY,
+    metricsToken: e.TESSERA_METRICS_TOKEN,
     rateLimit: { perSecond: e.TESSERA_RATE_LIMIT_PER_SECOND, burst: e.TESSERA_RATE_LIMIT_BURST },
   };
 }

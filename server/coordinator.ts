@@ -11,6 +11,7 @@ import { JobFinisher } from './jobs/job-finisher';
 import { createLogger, type Logger } from './logger';
 import { attachContributorChannel, contributorRoom, type ContributorServer } from './realtime/contributor-channel';
 import { IdleSessions } from './realtime/idle-sessions';
+import { Metrics } from './metrics/metrics';
 import { Dispatcher } from './scheduler/dispatcher';
 import { DEFAULT_LEASE_POLICY } from './scheduler/lease-policy';
 import { BlobStore } from './storage/blob-store';
@@ -65,6 +66,7 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
     // Contributor pages are served by the coordinator itself; other origins only when the operator lists them.
     ...(config.corsOrigins.length > 0 ? { cors: { origin: config.corsOrigins } } : {}),
   });
+  const metrics = new Metrics(store);
   const idle = new IdleSessions();
   const workAvailable = (shards: number) => {
     // Pipelining contributors take several shards each; waking a few more than needed costs little.
@@ -87,6 +89,7 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
     ...(canaries ? { canaries } : {}),
     policy: { baseMs: config.leaseBaseMs, ...DEFAULT_LEASE_POLICY },
     sweepMs: config.leaseSweepMs,
+    metrics,
     maxLeasesPerSession: config.maxLeasesPerContributor,
     speculateAfterMs: config.speculateAfterMs,
     log,
@@ -107,10 +110,11 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
     },
     maxShardFailures: config.maxShardFailures,
     log,
+    metrics,
     onRequeued: workAvailable,
     onVerified: (session, flops, ms) => dispatcher.recordVerified(session, flops, ms),
   });
-  attachContributorChannel(io, { store, dispatcher, intake, trust, idle, rateLimit: config.rateLimit, helloTimeoutMs: config.helloTimeoutMs, log });
+  attachContributorChannel(io, { store, dispatcher, intake, trust, idle, metrics, rateLimit: config.rateLimit, helloTimeoutMs: config.helloTimeoutMs, log });
 
   let ready = false;
   app = createApp({
@@ -120,6 +124,7 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
     results,
     finisher,
     intake,
+    metrics,
     log,
     clientDir: config.clientDir,
     version: VERSION,

@@ -15,10 +15,13 @@ import { jobsRouter, type JobsRouteDeps } from './jobs-routes';
 import { resultsRouter } from './results-routes';
 import type { ResultIntake } from '../scheduler/result-intake';
 import { buildOpenApi } from './openapi';
+import { requestLog } from './request-log';
+import type { Metrics } from '../metrics/metrics';
 
 export interface AppDeps extends JobsRouteDeps {
   blobs: BlobStore;
   intake: ResultIntake;
+  metrics: Metrics;
   log: Logger;
   version: string;
   isReady(): boolean;
@@ -32,6 +35,8 @@ export function createApp(deps: AppDeps): Express {
   const tp = config.trustProxy;
   app.set('trust proxy', tp === 'true' ? true : tp === 'false' ? false : /^\d+$/.test(tp) ? Number(tp) : tp);
   app.use(helmet({ crossOriginEmbedderPolicy: false }));
+  app.use(deps.metrics.httpMiddleware());
+  app.use(requestLog(deps.log));
   // Same-origin only unless the operator lists other origins (a separate dashboard, a CDN-hosted page).
   if (config.corsOrigins.length > 0) app.use('/api', cors({ origin: config.corsOrigins, exposedHeaders: ['Location'] }));
 
@@ -40,12 +45,20 @@ export function createApp(deps: AppDeps): Express {
     else res.status(503).json({ error: { code: 'NOT_READY', message: 'the coordinator is starting' } });
   });
 
+  app.get('/metrics', async (req, res) => {
+    if (config.metricsToken && req.get('authorization') !== `Bearer ${config.metricsToken}`) {
+      res.set('WWW-Authenticate', 'Bearer realm="metrics"');
+      throw new HttpError(401, 'UNAUTHORIZED', 'send the metrics token as "Authorization: Bearer <TESSERA_METRICS_TOKEN>"');
+    }
+    res.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
+  });
+
   const openapi = buildOpenApi(deps.version);
   const api = express.Router();
   api.get('/openapi.json', (_req, res) => res.json(openapi));
-  api.use(blobsRouter(deps.blobs));
+  api.use(blobsRouter(deps.blobs, deps.metrics));
   api.use(contributorsRouter(deps.store));
-  api.use(resultsRouter(deps.store, deps.intake));
+  api.use(resultsRouter(deps.store, deps.intake, deps.metrics));
   api.use(
     '/jobs',
     requireApiKey(deps.store),

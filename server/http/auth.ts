@@ -8,6 +8,9 @@ declare global {
   namespace Express {
     interface Locals {
       apiKey?: ApiKeyRecord;
+      requestId?: string;
+      /** The job a request created or touched, for the request log line. */
+      jobId?: string;
     }
   }
 }

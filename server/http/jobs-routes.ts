@@ -50,6 +50,7 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
     const id = JobIdSchema.safeParse(rawId);
     const job = id.success ? await store.getJob(id.data) : undefined;
     if (!job || job.hidden || job.owner !== apiKeyOf(res).id) throw new HttpError(404, 'JOB_NOT_FOUND', `no job with id ${JSON.stringify(rawId)}`);
+    res.locals.jobId = job.id;
     return job;
   };
 
@@ -78,7 +79,8 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
         verification: fields.verification,
         storage: { used: usage.storedBytes, limit: key.maxStoredBytes },
       });
-      deps.log.info({ jobId: job.id, owner: key.name, m: job.m, k: job.k, n: job.n, shards: job.totalShards }, 'job accepted');
+      res.locals.jobId = job.id;
+      deps.log.info({ requestId: res.locals.requestId, jobId: job.id, owner: key.name, m: job.m, k: job.k, n: job.n, shards: job.totalShards }, 'job accepted');
       deps.onJobQueued(job.totalShards);
       res.status(201).location(`/api/v1/jobs/${job.id}`).json(toJobView(job));
     } finally {

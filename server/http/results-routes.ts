@@ -4,6 +4,7 @@ import { MAX_RESULT_BYTES, type ProtocolErrorCode, type ResultReply } from '../.
 import type { ResultIntake } from '../scheduler/result-intake';
 import type { Store } from '../store/store';
 import { HttpError } from './http-error';
+import type { Metrics } from '../metrics/metrics';
 
 const STATUS: Partial<Record<ProtocolErrorCode, number>> = {
   LEASE_UNKNOWN: 404,
@@ -20,7 +21,7 @@ const STATUS: Partial<Record<ProtocolErrorCode, number>> = {
  * the lease holder — is the credential; the result goes through exactly the
  * same checks as one sent on the socket.
  */
-export function resultsRouter(store: Store, intake: ResultIntake): Router {
+export function resultsRouter(store: Store, intake: ResultIntake, metrics: Metrics): Router {
   const router = Router();
   router.put(
     '/leases/:token/result',
@@ -36,6 +37,7 @@ export function resultsRouter(store: Store, intake: ResultIntake): Router {
       if (!Buffer.isBuffer(req.body)) throw new HttpError(415, 'UNSUPPORTED_MEDIA_TYPE', 'send the tile as application/octet-stream (rows·cols little-endian float32)');
       const shardId = req.get('x-shard-id');
       if (!shardId || shardId.length > 64) throw new HttpError(400, 'BAD_REQUEST', 'the X-Shard-Id header must name the leased shard');
+      metrics.bytesReceived.inc(req.body.length);
       const token = String(req.params.token ?? '');
       const lease = await store.findLease(token);
       let reply: ResultReply;

@@ -19,6 +19,7 @@ import type { Dispatcher, ContributorSession } from '../scheduler/dispatcher';
 import type { ResultIntake } from '../scheduler/result-intake';
 import type { TrustKeeper } from '../trust/trust-keeper';
 import { TokenBucket } from './rate-limiter';
+import type { Metrics } from '../metrics/metrics';
 import type { Store } from '../store/store';
 import type { IdleSessions } from './idle-sessions';
 
@@ -38,6 +39,7 @@ export interface ChannelDeps {
   trust: TrustKeeper;
   rateLimit: { perSecond: number; burst: number };
   idle: IdleSessions;
+  metrics: Metrics;
   helloTimeoutMs: number;
   log: Logger;
 }
@@ -159,6 +161,7 @@ export function attachContributorChannel(io: ContributorServer, deps: ChannelDep
         socket.data.contributorId = contributor!.id;
         await socket.join(contributorRoom(contributor!.id));
         socket.data.limits = msg.limits;
+        deps.metrics.contributorJoined(socket.id, msg.agent.kind, msg.adapter.vendor);
         if (msg.benchmark) socket.data.reportedGflops = msg.benchmark.matmulGflops;
         clearTimeout(helloTimer);
         log.info({ contributorId: contributor!.id, sessionId: socket.id, kind: msg.agent.kind, adapter: msg.adapter }, 'contributor joined');
@@ -183,6 +186,7 @@ export function attachContributorChannel(io: ContributorServer, deps: ChannelDep
       handler(socket, log, guard, ResultSchema, async (msg) => {
         const s = session(socket);
         if (!s) return notIntroduced;
+        deps.metrics.bytesReceived.inc(msg.c.byteLength);
         return intake.submit(s, msg);
       }),
     );
@@ -202,6 +206,7 @@ export function attachContributorChannel(io: ContributorServer, deps: ChannelDep
       // An oversized or unparsable frame closes the connection inside engine.io, before any handler runs.
       if (reason === 'transport error' || reason === 'parse error') report('protocol-violation', `connection closed: ${reason}`);
       idle.markBusy(socket.id);
+      deps.metrics.contributorLeft(socket.id);
       dispatcher.sessionClosed(socket.id).catch((err: unknown) => log.error({ err }, 'releasing leases failed'));
     });
   });

@@ -4,6 +4,7 @@ import type { GrantedLease, Store } from '../store/store';
 import type { CanaryPool } from '../trust/canary-pool';
 import { canaryRate } from '../trust/reputation';
 import type { TrustKeeper } from '../trust/trust-keeper';
+import type { Metrics } from '../metrics/metrics';
 import { leaseDurationMs, shardFlops, updateEstimate, type LeasePolicy, type ThroughputEstimate } from './lease-policy';
 
 export interface ContributorSession {
@@ -27,6 +28,7 @@ export interface DispatcherDeps {
   canaries?: CanaryPool;
   policy: LeasePolicy;
   sweepMs: number;
+  metrics: Metrics;
   maxLeasesPerSession: number;
   speculateAfterMs: number;
   log: Logger;
@@ -76,7 +78,10 @@ export class Dispatcher {
     const canary = this.deps.canaries && Math.random() < canaryRate(trust) ? this.deps.canaries.take() : undefined;
     if (canary) {
       const lease = await this.deps.store.leaseShard(canary, { contributorId: session.contributorId, sessionId: session.sessionId, now: Date.now(), maxPanelBytes, leaseMsFor });
-      if (lease) return [toLease(lease)];
+      if (lease) {
+        this.deps.metrics.shardsLeased.inc({ job_type: 'matmul' });
+        return [toLease(lease)];
+      }
     }
     const granted = await this.deps.store.grantLeases({
       contributorId: session.contributorId,
@@ -89,6 +94,7 @@ export class Dispatcher {
       ...(st.last ? { prefer: st.last } : {}),
       leaseMsFor,
     });
+    if (granted.length > 0) this.deps.metrics.shardsLeased.inc({ job_type: 'matmul' }, granted.length);
     const last = granted.at(-1);
     if (last) {
       st.last = { jobId: last.jobId, rowPanel: last.rowPanel, colPanel: last.colPanel };
@@ -118,6 +124,7 @@ export class Dispatcher {
   async sweep(): Promise<number> {
     const n = await this.deps.store.expireLeases(Date.now());
     if (n > 0) {
+      this.deps.metrics.leaseExpiries.inc(n);
       this.deps.log.info({ leases: n }, 'leases expired; shards queued again');
       this.deps.notify.workAvailable(n);
     }

@@ -7,6 +7,7 @@ import type { TrustKeeper } from '../trust/trust-keeper';
 import type { LiveLease, ResultVerifier, Verdict } from '../verify/verdict';
 import type { ContributorSession } from './dispatcher';
 import { shardFlops } from './lease-policy';
+import type { Metrics } from '../metrics/metrics';
 
 export interface ResultIntakeDeps {
   store: Store;
@@ -16,6 +17,7 @@ export interface ResultIntakeDeps {
   verifiers: { freivalds: ResultVerifier; replication: ResultVerifier; canary: ResultVerifier };
   maxShardFailures: number;
   log: Logger;
+  metrics: Metrics;
   onRequeued(shards: number): void;
   onVerified(session: ContributorSession, flops: number, elapsedMs: number): void;
 }
@@ -60,7 +62,11 @@ export class ResultIntake {
       await this.reject(session, lease, 'protocol-violation', message);
       return err('SHAPE_MISMATCH', message);
     }
+    this.deps.metrics.shardsReturned.inc({ job_type: lease.job.type });
+    const method = lease.job.hidden ? 'canary' : lease.job.verification;
+    const endTimer = this.deps.metrics.verification.startTimer({ method });
     const verdict = await this.verifierFor(lease).verify(live, tile, await trust.current(session.contributorId));
+    endTimer();
     return this.apply(session, live, tile, verdict);
   }
 
@@ -72,7 +78,8 @@ export class ResultIntake {
   private async reject(session: ContributorSession, lease: LeaseLookup, event: 'protocol-violation' | 'rejected' | 'canary-failed', message: string): Promise<void> {
     const { store, log } = this.deps;
     const outcome = await store.rejectResult(lease.token, Date.now(), this.deps.maxShardFailures, message);
-    log.warn({ shardId: lease.shardId, contributorId: session.contributorId, reason: message }, 'result rejected');
+    this.deps.metrics.shardsRejected.inc({ job_type: lease.job.type });
+    log.warn({ jobId: lease.job.id, shardId: lease.shardId, contributorId: session.contributorId, reason: message }, 'result rejected');
     await this.deps.trust.record(session.contributorId, event, message);
     if (lease.job.hidden) await this.deps.finisher.retireCanary(lease.job.id);
     else if (outcome.jobFailed) await this.deps.finisher.fail(lease.job.id, outcome.jobFailed);
@@ -99,6 +106,11 @@ export class ResultIntake {
       return err('JOB_CANCELLED', `job ${lease.job.id} is no longer running`);
     }
     this.deps.onVerified(session, flops, Date.now() - lease.grantedAt);
+    if (!lease.job.hidden) this.deps.metrics.shardsVerified.inc({ job_type: lease.job.type });
+    this.deps.log.info(
+      { jobId: lease.job.id, shardId: lease.shardId, contributorId: session.contributorId, ms: Date.now() - lease.grantedAt, gflop: flops / 1e9, canary: lease.job.hidden },
+      'result verified',
+    );
     await trust.record(session.contributorId, lease.job.hidden ? 'canary-passed' : 'verified', lease.shardId);
     for (const id of verdict.agreed ?? []) await trust.record(id, 'verified', `replica of ${lease.shardId}`);
     for (const id of verdict.outvoted ?? []) await trust.record(id, 'rejected', `outvoted on ${lease.shardId}`);

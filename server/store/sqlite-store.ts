@@ -253,6 +253,22 @@ export class SqliteStore implements Store {
     }).immediate();
   }
 
+  async shardCounts(): Promise<Record<string, number>> {
+    const rows = this.stmt(
+      `SELECT s.state, count(*) AS n FROM shards s JOIN jobs j ON j.id = s.job_id WHERE j.${ACTIVE_JOB} AND j.hidden = 0 GROUP BY s.state`,
+    ).all() as { state: string; n: number }[];
+    const out: Record<string, number> = { queued: 0, leased: 0, verified: 0 };
+    for (const r of rows) out[r.state] = r.n;
+    return out;
+  }
+
+  async jobCounts(): Promise<Record<string, number>> {
+    const rows = this.stmt(`SELECT status, count(*) AS n FROM jobs WHERE hidden = 0 GROUP BY status`).all() as { status: string; n: number }[];
+    const out: Record<string, number> = { queued: 0, running: 0, completed: 0, failed: 0, cancelled: 0 };
+    for (const r of rows) out[r.status] = r.n;
+    return out;
+  }
+
   async activeHiddenJobs(): Promise<string[]> {
     return (this.stmt(`SELECT id FROM jobs WHERE ${ACTIVE_JOB} AND hidden = 1`).all() as { id: string }[]).map((r) => r.id);
   }

@@ -190,6 +190,10 @@ export interface Store {
   /** Cancels the job and its unfinished shards and leases; returns the sessions holding revoked leases. */
   cancelJob(id: string, now: number, reason: string): Promise<{ job: JobRecord; revoked: { sessionId: string; shardId: string }[] } | undefined>;
   finishJob(id: string, status: 'completed' | 'failed', now: number, reason?: string): Promise<void>;
+  /** Shards of active (queued or running) jobs, by shard state. */
+  shardCounts(): Promise<Record<string, number>>;
+  /** Listed jobs by status. */
+  jobCounts(): Promise<Record<string, number>>;
   /** Canary jobs not yet answered. */
   activeHiddenJobs(): Promise<string[]>;
   /** Jobs still marked active although every shard is verified (a crash hit between the two steps). */
