@@ -11,7 +11,10 @@ export default defineConfig({
     emptyOutDir: true,
     target: 'es2022',
     rollupOptions: {
-      input: { index: fileURLToPath(new URL('./client/index.html', import.meta.url)) },
+      input: {
+        index: fileURLToPath(new URL('./client/index.html', import.meta.url)),
+        network: fileURLToPath(new URL('./client/network.html', import.meta.url)),
+      },
       onwarn(warning, warn) {
         // zod's sources carry /* @__PURE__ */ hints in places Rollup ignores; harmless noise.
         if (warning.code === 'INVALID_ANNOTATION') return;

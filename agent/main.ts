@@ -24,6 +24,7 @@ interface Options {
   duty: number;
   hours?: HoursWindow;
   name?: string;
+  team?: string;
   tokenFile: string;
   once?: boolean;
   summaryEvery: number;
@@ -97,7 +98,14 @@ async function main(opts: Options): Promise<void> {
   };
 
   const onEvent = (e: WorkerEvent) => {
-    if (e.type === 'identity') log(`joined ${opts.server} as contributor ${e.contributorId}`);
+    if (e.type === 'identity') {
+      log(`joined ${opts.server} as contributor ${e.contributorId}`);
+      if (opts.name || opts.team) {
+        void loop
+          ?.setProfile({ ...(opts.name ? { name: opts.name } : {}), ...(opts.team ? { team: opts.team } : {}) })
+          .then((r) => log(r.ok ? `shown as ${r.name ?? 'anonymous'}${r.team ? ` (team ${r.team})` : ''}` : `name refused: ${r.error.message}`));
+      }
+    }
     if (e.type === 'state' && (e.state === 'error' || e.state === 'connecting') && e.message) log(`${e.state}: ${e.message}`);
     if (e.type === 'shard') {
       if (e.ok) {
@@ -139,7 +147,8 @@ const program = new Command('tessera-agent')
   .option('--adapter <name>', 'use the adapter whose name contains this text')
   .option('--duty <percent>', 'share of time the GPU may be busy', percent, 100)
   .option('--hours <HH:MM-HH:MM>', 'only work in this daily window (local time)', parseHours)
-  .option('--name <name>', 'a name to show with this contributor')
+  .option('--name <name>', 'display name on the leaderboard')
+  .option('--team <team>', 'team on the leaderboard')
   .option('--token-file <path>', 'where the identity token is kept', join(homedir(), '.config', 'tessera', 'agent-token'))
   .option('--once', 'compute one shard, then exit (0 if it was accepted)')
   .option('--summary-every <seconds>', 'how often to log a summary', seconds, 300)

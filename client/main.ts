@@ -18,6 +18,10 @@ async function refreshCredits(): Promise<void> {
   if (!res.ok) return;
   const stats = (await res.json()) as ContributorStats;
   $('credits').textContent = stats.credits.toFixed(3);
+  for (const field of ['name', 'team'] as const) {
+    const input = $<HTMLInputElement>(field);
+    if (!input.value && stats[field] && document.activeElement !== input) input.value = stats[field];
+  }
 }
 
 function setState(state: string, detail?: string): void {
@@ -34,6 +38,8 @@ function onEvent(e: WorkerEvent): void {
     case 'identity':
       $('contributor').textContent = e.contributorId;
       contributorId = e.contributorId;
+      $<HTMLAnchorElement>('my-stats').href = `/api/v1/contributors/${e.contributorId}`;
+      $('my-stats').hidden = false;
       void refreshCredits();
       break;
     case 'shard':
@@ -84,6 +90,14 @@ async function main(): Promise<void> {
     toggle.textContent = 'Start';
     await worker.stop();
   };
+  $<HTMLFormElement>('profile').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const value = (id: string) => $<HTMLInputElement>(id).value.trim() || null;
+    void worker.setProfile(value('name'), value('team')).then((reply) => {
+      // textContent, never innerHTML: what comes back is user-chosen text.
+      $('profile-message').textContent = reply.ok ? `Saved: ${reply.name ?? 'anonymous'}${reply.team ? ` of team ${reply.team}` : ''}.` : reply.error.message;
+    });
+  });
   toggle.disabled = false;
   toggle.addEventListener('click', () => void (running ? stop() : start()));
   if (new URLSearchParams(location.search).get('autostart') === '1') await start();

@@ -12,6 +12,7 @@ import { createLogger, type Logger } from './logger';
 import { attachContributorChannel, contributorRoom, type ContributorServer } from './realtime/contributor-channel';
 import { IdleSessions } from './realtime/idle-sessions';
 import { Metrics } from './metrics/metrics';
+import { NetworkStats } from './community/network-stats';
 import { Dispatcher } from './scheduler/dispatcher';
 import { DEFAULT_LEASE_POLICY } from './scheduler/lease-policy';
 import { BlobStore } from './storage/blob-store';
@@ -67,6 +68,7 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
     ...(config.corsOrigins.length > 0 ? { cors: { origin: config.corsOrigins } } : {}),
   });
   const metrics = new Metrics(store);
+  const network = new NetworkStats(store, metrics);
   const idle = new IdleSessions();
   const workAvailable = (shards: number) => {
     // Pipelining contributors take several shards each; waking a few more than needed costs little.
@@ -112,7 +114,10 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
     log,
     metrics,
     onRequeued: workAvailable,
-    onVerified: (session, flops, ms) => dispatcher.recordVerified(session, flops, ms),
+    onVerified: (session, flops, ms) => {
+      dispatcher.recordVerified(session, flops, ms);
+      network.record(flops);
+    },
   });
   attachContributorChannel(io, { store, dispatcher, intake, trust, idle, metrics, rateLimit: config.rateLimit, helloTimeoutMs: config.helloTimeoutMs, log });
 
@@ -125,6 +130,7 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
     finisher,
     intake,
     metrics,
+    network,
     log,
     clientDir: config.clientDir,
     version: VERSION,
@@ -139,6 +145,7 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
     http.listen(config.port, config.host, resolve);
   });
   dispatcher.start();
+  network.start((err) => log.error({ err }, 'network snapshot failed'));
   const expirer = setInterval(() => {
     finisher.expireResults(Date.now() - config.resultTtlMs).catch((err: unknown) => log.error({ err }, 'result expiry failed'));
   }, Math.min(60_000, Math.max(1_000, config.resultTtlMs / 4)));
@@ -159,6 +166,7 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
       ready = false;
       dispatcher.stop();
       clearInterval(expirer);
+      network.stop();
       await canaries?.close();
       await new Promise<void>((resolve) => io.close(() => resolve()));
       await new Promise((resolve) => setTimeout(resolve, 50)); // let disconnect handlers finish their store updates

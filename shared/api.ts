@@ -56,6 +56,8 @@ export const ContributorStatsSchema = z
     credits: z.number().describe('one credit per GFLOP of verified work; rejected work earns none'),
     verifiedGflop: z.number(),
     since: z.string(),
+    name: z.string().nullable().describe('display name; null when anonymous'),
+    team: z.string().nullable(),
   })
   .meta({ id: 'ContributorStats' });
 export type ContributorStats = z.infer<typeof ContributorStatsSchema>;
@@ -68,3 +70,25 @@ export const SubmitFieldsSchema = z.object({
 });
 
 export const ListQuerySchema = z.object({ limit: z.coerce.number().int().min(1).max(1000).default(100) });
+
+const LeaderSchema = z.object({ rank: z.number().int(), name: z.string().describe('display name, or "anonymous-" and an id prefix'), team: z.string().nullable(), credits: z.number() });
+const TeamLeaderSchema = z.object({ rank: z.number().int(), name: z.string(), members: z.number().int(), credits: z.number() });
+const Boards = <T extends z.ZodType>(row: T) => z.object({ day: z.array(row), week: z.array(row), all: z.array(row) });
+
+export const LeaderboardSchema = z
+  .object({ updatedAt: z.string(), contributors: Boards(LeaderSchema), teams: Boards(TeamLeaderSchema) })
+  .meta({ id: 'Leaderboard' });
+export type Leaderboard = z.infer<typeof LeaderboardSchema>;
+
+export const NetworkSnapshotSchema = z
+  .object({
+    at: z.string(),
+    online: z.number().int().describe('contributors connected now'),
+    byVendor: z.record(z.string(), z.number().int()).describe('contributors online by GPU vendor'),
+    gflopsNow: z.number().describe('verified GFLOPS over the last 30 s'),
+    jobsCompleted: z.number().int(),
+    series: z.array(z.object({ t: z.number().describe('epoch seconds, start of the minute'), gflops: z.number() })).describe('verified GFLOPS per minute, last 24 h'),
+    leaderboard: LeaderboardSchema,
+  })
+  .meta({ id: 'NetworkSnapshot' });
+export type NetworkSnapshot = z.infer<typeof NetworkSnapshotSchema>;

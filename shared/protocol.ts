@@ -23,6 +23,7 @@ export const ProtocolErrorCode = z.enum([
   'JOB_CANCELLED',
   'RATE_LIMITED',
   'BANNED',
+  'BAD_NAME',
   'INTERNAL',
 ]);
 export type ProtocolErrorCode = z.infer<typeof ProtocolErrorCode>;
@@ -131,11 +132,21 @@ export const ReleaseSchema = z.object({
 export type ReleaseMessage = z.input<typeof ReleaseSchema>;
 export type ReleaseReply = { ok: true } | { ok: false; error: ProtocolError };
 
+export const ProfileSchema = z.object({
+  /** Display name on public pages; null to be anonymous again. Checked by shared/display-name.ts. */
+  name: z.string().max(200).nullable().optional(),
+  team: z.string().max(200).nullable().optional(),
+});
+export type ProfileMessage = z.input<typeof ProfileSchema>;
+export type ProfileReply = { ok: true; name: string | null; team: string | null } | { ok: false; error: ProtocolError };
+
 export interface ClientToServerEvents {
   hello: (msg: Hello, ack: (reply: HelloReply) => void) => void;
   'lease:request': (msg: LeaseRequest, ack: (reply: LeaseReply) => void) => void;
   'lease:result': (msg: ResultMessage, ack: (reply: ResultReply) => void) => void;
   'lease:release': (msg: ReleaseMessage, ack: (reply: ReleaseReply) => void) => void;
+  /** Sets the contributor's public name and team (after hello). */
+  profile: (msg: ProfileMessage, ack: (reply: ProfileReply) => void) => void;
 }
 
 export interface ServerToClientEvents {

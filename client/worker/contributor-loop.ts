@@ -3,6 +3,8 @@ import {
   PROTOCOL_VERSION,
   type ClientToServerEvents,
   type Lease,
+  type ProfileMessage,
+  type ProfileReply,
   type ResultReply,
   type ServerToClientEvents,
 } from '../../shared/protocol';
@@ -93,6 +95,13 @@ export class ContributorLoop {
         resolve();
       };
     });
+  }
+
+  /** Sets the public name and team; the coordinator keeps them with this identity. */
+  async setProfile(profile: ProfileMessage): Promise<ProfileReply> {
+    const socket = this.socket;
+    if (!socket?.connected || !this.introduced) return { ok: false, error: { code: 'NOT_INTRODUCED', message: 'not connected yet; try again in a moment' } };
+    return socket.timeout(ACK_TIMEOUT_MS).emitWithAck('profile', profile);
   }
 
   private async hello(): Promise<void> {

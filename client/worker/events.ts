@@ -1,4 +1,4 @@
-import type { AdapterInfo, DeviceLimits } from '../../shared/protocol';
+import type { AdapterInfo, DeviceLimits, ProfileReply } from '../../shared/protocol';
 
 export type ContributorState = 'stopped' | 'connecting' | 'idle' | 'working' | 'error';
 
@@ -13,4 +13,5 @@ export interface GpuWorkerApi {
   probe(): Promise<ProbeResult>;
   start(serverUrl: string, onEvent: (e: WorkerEvent) => void): Promise<void>;
   stop(): Promise<void>;
+  setProfile(name: string | null, team: string | null): Promise<ProfileReply>;
 }

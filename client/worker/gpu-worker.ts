@@ -67,6 +67,10 @@ const api: GpuWorkerApi = {
     loop?.stop();
     loop = undefined;
   },
+  async setProfile(name, team) {
+    if (!loop) return { ok: false, error: { code: 'NOT_INTRODUCED', message: 'press Start first' } };
+    return loop.setProfile({ name, team });
+  },
 };
 
 Comlink.expose(api);

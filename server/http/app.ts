@@ -16,12 +16,15 @@ import { resultsRouter } from './results-routes';
 import type { ResultIntake } from '../scheduler/result-intake';
 import { buildOpenApi } from './openapi';
 import { requestLog } from './request-log';
+import { networkRouter } from './network-routes';
+import type { NetworkStats } from '../community/network-stats';
 import type { Metrics } from '../metrics/metrics';
 
 export interface AppDeps extends JobsRouteDeps {
   blobs: BlobStore;
   intake: ResultIntake;
   metrics: Metrics;
+  network: NetworkStats;
   log: Logger;
   version: string;
   isReady(): boolean;
@@ -58,6 +61,7 @@ export function createApp(deps: AppDeps): Express {
   api.get('/openapi.json', (_req, res) => res.json(openapi));
   api.use(blobsRouter(deps.blobs, deps.metrics));
   api.use(contributorsRouter(deps.store));
+  api.use(networkRouter(deps.network));
   api.use(resultsRouter(deps.store, deps.intake, deps.metrics));
   api.use(
     '/jobs',

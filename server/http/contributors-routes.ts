@@ -19,6 +19,8 @@ export function contributorsRouter(store: Store): Router {
       credits: c.credits,
       verifiedGflop: c.flops / 1e9,
       since: new Date(c.createdAt).toISOString(),
+      name: c.name,
+      team: c.team,
     };
     res.json(body);
   });

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ApiErrorSchema, ContributorStatsSchema, JOB_TYPES, JobListSchema, JobProgressSchema, JobViewSchema, ListQuerySchema, SubmitFieldsSchema } from '../../shared/api';
+import { ApiErrorSchema, ContributorStatsSchema, LeaderboardSchema, NetworkSnapshotSchema, JOB_TYPES, JobListSchema, JobProgressSchema, JobViewSchema, ListQuerySchema, SubmitFieldsSchema } from '../../shared/api';
 
 type Json = Record<string, unknown>;
 
@@ -36,6 +36,8 @@ export function buildOpenApi(version: string): Json {
     ['JobList', JobListSchema],
     ['Error', ApiErrorSchema],
     ['ContributorStats', ContributorStatsSchema],
+    ['Leaderboard', LeaderboardSchema],
+    ['NetworkSnapshot', NetworkSnapshotSchema],
   ] as const)
     registry.add(schema, { id });
   const components = strip(z.toJSONSchema(registry, { target: 'openapi-3.0', uri: (id) => `#/components/schemas/${id}` })) as { schemas: Json };
@@ -158,6 +160,19 @@ export function buildOpenApi(version: string): Json {
             '422': { description: 'wrong size, or failed verification', content: { 'application/json': { schema: { type: 'object' } } } },
           },
         },
+      },
+      '/api/v1/network': {
+        get: { summary: 'The network now: contributors online, GFLOPS, 24 h series, leaderboards', security: [], responses: { '200': json(ref('NetworkSnapshot'), 'a snapshot') } },
+      },
+      '/api/v1/network/events': {
+        get: {
+          summary: 'The same snapshot as Server-Sent Events (`event: snapshot`), every 2 s',
+          security: [],
+          responses: { '200': { description: 'an event stream', content: { 'text/event-stream': { schema: { type: 'string' } } } } },
+        },
+      },
+      '/api/v1/leaderboard': {
+        get: { summary: 'Credits of contributors and teams: day, week, all time (cached)', security: [], responses: { '200': json(ref('Leaderboard'), 'the leaderboards') } },
       },
       '/api/v1/openapi.json': {
         get: { summary: 'This document', security: [], responses: { '200': { description: 'OpenAPI 3.0', content: { 'application/json': { schema: { type: 'object' } } } } } },

@@ -81,6 +81,10 @@ export class Metrics {
     this.connected.set(sessionId, { kind, vendor: vendorLabel(vendor) });
   }
 
+  connectedContributors(): { kind: string; vendor: string }[] {
+    return [...this.connected.values()];
+  }
+
   contributorLeft(sessionId: string): void {
     this.connected.delete(sessionId);
   }

@@ -6,6 +6,7 @@ import {
   HelloSchema,
   LeaseRequestSchema,
   PROTOCOL_VERSION,
+  ProfileSchema,
   ReleaseSchema,
   ResultSchema,
   type ClientToServerEvents,
@@ -20,7 +21,9 @@ import type { ResultIntake } from '../scheduler/result-intake';
 import type { TrustKeeper } from '../trust/trust-keeper';
 import { TokenBucket } from './rate-limiter';
 import type { Metrics } from '../metrics/metrics';
-import type { Store } from '../store/store';
+import type { ProfileChange, Store } from '../store/store';
+import { checkDisplayName } from '../../shared/display-name';
+import { nameSkeleton, RESERVED_SKELETONS } from '../community/name-skeleton';
 import type { IdleSessions } from './idle-sessions';
 
 export interface SocketData {
@@ -188,6 +191,31 @@ export function attachContributorChannel(io: ContributorServer, deps: ChannelDep
         if (!s) return notIntroduced;
         deps.metrics.bytesReceived.inc(msg.c.byteLength);
         return intake.submit(s, msg);
+      }),
+    );
+
+    socket.on(
+      'profile',
+      handler(socket, log, guard, ProfileSchema, async (msg) => {
+        const s = session(socket);
+        if (!s) return notIntroduced;
+        const change: ProfileChange = {};
+        for (const field of ['name', 'team'] as const) {
+          const value = msg[field];
+          if (value === undefined) continue;
+          if (value === null || value.trim() === '') {
+            change[field] = null;
+            continue;
+          }
+          const checked = checkDisplayName(value, field, field === 'team' ? 40 : 32);
+          if (!checked.ok) return { ok: false as const, error: { code: 'BAD_NAME' as const, message: checked.message } };
+          const skeleton = nameSkeleton(checked.name);
+          if (RESERVED_SKELETONS.has(skeleton)) return { ok: false as const, error: { code: 'BAD_NAME' as const, message: `${field} "${checked.name}" is reserved` } };
+          change[field] = { display: checked.name, skeleton };
+        }
+        const result = await store.setProfile(s.contributorId, change, Date.now());
+        if (!result.ok) return { ok: false as const, error: { code: 'BAD_NAME' as const, message: 'that name (or one that looks like it) is taken' } };
+        return result;
       }),
     );
 

@@ -100,6 +100,15 @@ const MIGRATIONS: readonly string[] = [
     requests_per_minute INTEGER NOT NULL
   );
 
+  CREATE TABLE teams (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    skeleton TEXT NOT NULL UNIQUE,
+    credits REAL NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL
+  );
+  CREATE INDEX teams_credits ON teams (credits DESC);
+
   CREATE TABLE contributors (
     id TEXT PRIMARY KEY,
     token_hash TEXT NOT NULL UNIQUE,
@@ -116,7 +125,29 @@ const MIGRATIONS: readonly string[] = [
     strikes INTEGER NOT NULL DEFAULT 0,
     clean_since_strike INTEGER NOT NULL DEFAULT 0,
     canaries_passed INTEGER NOT NULL DEFAULT 0,
-    canaries_failed INTEGER NOT NULL DEFAULT 0
+    canaries_failed INTEGER NOT NULL DEFAULT 0,
+    display_name TEXT,
+    name_skeleton TEXT UNIQUE,
+    team_id TEXT REFERENCES teams(id)
+  );
+  CREATE INDEX contributors_credits ON contributors (credits DESC);
+
+  -- aggregates kept as results are verified, so public pages never recompute them
+  CREATE TABLE contributor_days (
+    contributor_id TEXT NOT NULL,
+    day INTEGER NOT NULL,
+    credits REAL NOT NULL,
+    PRIMARY KEY (day, contributor_id)
+  );
+  CREATE TABLE team_days (
+    team_id TEXT NOT NULL,
+    day INTEGER NOT NULL,
+    credits REAL NOT NULL,
+    PRIMARY KEY (day, team_id)
+  );
+  CREATE TABLE network_minutes (
+    minute INTEGER PRIMARY KEY,
+    flops REAL NOT NULL
   );
   `,
 ];

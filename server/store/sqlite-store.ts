@@ -9,7 +9,10 @@ import type {
   ApiKeyRecord,
   ContributorRecord,
   KeyLimits,
+  LeaderRow,
   OwnerUsage,
+  ProfileChange,
+  TeamRow,
   GrantedLease,
   JobRecord,
   LeaseGrantRequest,
@@ -88,6 +91,8 @@ interface ContributorRow {
   clean_since_strike: number;
   canaries_passed: number;
   canaries_failed: number;
+  display_name: string | null;
+  team_id: string | null;
 }
 
 function toTrust(r: ContributorRow): TrustRecord {
@@ -267,6 +272,75 @@ export class SqliteStore implements Store {
     const out: Record<string, number> = { queued: 0, running: 0, completed: 0, failed: 0, cancelled: 0 };
     for (const r of rows) out[r.status] = r.n;
     return out;
+  }
+
+  /** Keeps the per-day and per-team aggregates the leaderboards read. */
+  private addCredits(contributorId: string, credits: number, now: number): void {
+    const day = Math.floor(now / 86_400_000);
+    this.stmt(
+      `INSERT INTO contributor_days (contributor_id, day, credits) VALUES (?, ?, ?) ON CONFLICT (day, contributor_id) DO UPDATE SET credits = credits + excluded.credits`,
+    ).run(contributorId, day, credits);
+    const team = (this.stmt(`SELECT team_id FROM contributors WHERE id = ?`).get(contributorId) as { team_id: string | null } | undefined)?.team_id;
+    if (!team) return;
+    this.stmt(`UPDATE teams SET credits = credits + ? WHERE id = ?`).run(credits, team);
+    this.stmt(
+      `INSERT INTO team_days (team_id, day, credits) VALUES (?, ?, ?) ON CONFLICT (day, team_id) DO UPDATE SET credits = credits + excluded.credits`,
+    ).run(team, day, credits);
+  }
+
+  async setProfile(contributorId: string, change: ProfileChange, now: number) {
+    return this.db
+      .transaction((): { ok: true; name: string | null; team: string | null } | { ok: false; taken: 'name' } => {
+        if (change.name !== undefined) {
+          if (change.name) {
+            const other = this.stmt(`SELECT id FROM contributors WHERE name_skeleton = ? AND id != ?`).get(change.name.skeleton, contributorId);
+            if (other) return { ok: false, taken: 'name' };
+          }
+          this.stmt(`UPDATE contributors SET display_name = ?, name_skeleton = ? WHERE id = ?`).run(change.name?.display ?? null, change.name?.skeleton ?? null, contributorId);
+        }
+        if (change.team !== undefined) {
+          let teamId: string | null = null;
+          if (change.team) {
+            const existing = this.stmt(`SELECT id FROM teams WHERE skeleton = ?`).get(change.team.skeleton) as { id: string } | undefined;
+            teamId = existing?.id ?? randomUUID();
+            if (!existing) this.stmt(`INSERT INTO teams (id, name, skeleton, created_at) VALUES (?, ?, ?, ?)`).run(teamId, change.team.display, change.team.skeleton, now);
+          }
+          this.stmt(`UPDATE contributors SET team_id = ? WHERE id = ?`).run(teamId, contributorId);
+        }
+        const r = this.stmt(
+          `SELECT c.display_name AS name, t.name AS team FROM contributors c LEFT JOIN teams t ON t.id = c.team_id WHERE c.id = ?`,
+        ).get(contributorId) as { name: string | null; team: string | null };
+        return { ok: true, name: r.name, team: r.team };
+      })
+      .immediate();
+  }
+
+  async leaderboard(sinceDay: number | null, limit: number) {
+    if (sinceDay === null) {
+      const contributors = this.stmt(
+        `SELECT c.id, c.display_name AS name, t.name AS team, c.credits FROM contributors c LEFT JOIN teams t ON t.id = c.team_id
+         WHERE c.credits > 0 AND c.status != 'banned' ORDER BY c.credits DESC LIMIT ?`,
+      ).all(limit) as LeaderRow[];
+      const teams = this.stmt(
+        `SELECT t.name, (SELECT count(*) FROM contributors m WHERE m.team_id = t.id) AS members, t.credits FROM teams t
+         WHERE t.credits > 0 ORDER BY t.credits DESC LIMIT ?`,
+      ).all(limit) as TeamRow[];
+      return { contributors, teams };
+    }
+    const contributors = this.stmt(
+      `SELECT c.id, c.display_name AS name, t.name AS team, sum(d.credits) AS credits
+       FROM contributor_days d JOIN contributors c ON c.id = d.contributor_id LEFT JOIN teams t ON t.id = c.team_id
+       WHERE d.day >= ? AND c.status != 'banned' GROUP BY d.contributor_id ORDER BY credits DESC LIMIT ?`,
+    ).all(sinceDay, limit) as LeaderRow[];
+    const teams = this.stmt(
+      `SELECT t.name, (SELECT count(*) FROM contributors m WHERE m.team_id = t.id) AS members, sum(d.credits) AS credits
+       FROM team_days d JOIN teams t ON t.id = d.team_id WHERE d.day >= ? GROUP BY d.team_id ORDER BY credits DESC LIMIT ?`,
+    ).all(sinceDay, limit) as TeamRow[];
+    return { contributors, teams };
+  }
+
+  async networkSeries(sinceMinute: number) {
+    return this.stmt(`SELECT minute, flops FROM network_minutes WHERE minute >= ? ORDER BY minute`).all(sinceMinute) as { minute: number; flops: number }[];
   }
 
   async activeHiddenJobs(): Promise<string[]> {
@@ -465,7 +539,14 @@ export class SqliteStore implements Store {
           )
           .run(shard.returned ? 0 : 1, wasLeased ? 1 : 0, now, job.id);
         const credit = this.stmt(`UPDATE contributors SET verified_shards = verified_shards + 1, flops = flops + ?, credits = credits + ? WHERE id = ?`);
-        for (const id of new Set([lease.contributor_id, ...alsoCredit])) credit.run(flops, flops / 1e9, id);
+        for (const id of new Set([lease.contributor_id, ...alsoCredit])) {
+          credit.run(flops, flops / 1e9, id);
+          this.addCredits(id, flops / 1e9, now);
+        }
+        this.stmt(`INSERT INTO network_minutes (minute, flops) VALUES (?, ?) ON CONFLICT (minute) DO UPDATE SET flops = flops + excluded.flops`).run(
+          Math.floor(now / 60_000),
+          flops,
+        );
         const after = this.jobById(job.id)!;
         return { accepted: true, jobVerified: after.verifiedShards === after.totalShards };
       })
@@ -608,6 +689,8 @@ export class SqliteStore implements Store {
       credits: r.credits,
       trust: toTrust(r),
       statusReason: r.status_reason,
+      name: r.display_name,
+      team: r.team_id ? ((this.stmt(`SELECT name FROM teams WHERE id = ?`).get(r.team_id) as { name: string } | undefined)?.name ?? null) : null,
     };
   }
 

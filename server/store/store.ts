@@ -180,6 +180,27 @@ export interface ContributorRecord {
   credits: number;
   trust: TrustRecord;
   statusReason: string | null;
+  name: string | null;
+  team: string | null;
+}
+
+export interface LeaderRow {
+  id: string;
+  name: string | null;
+  team: string | null;
+  credits: number;
+}
+
+export interface TeamRow {
+  name: string;
+  members: number;
+  credits: number;
+}
+
+export interface ProfileChange {
+  /** Validated display name and its look-alike skeleton; null clears it. */
+  name?: { display: string; skeleton: string } | null;
+  team?: { display: string; skeleton: string } | null;
 }
 
 export interface Store {
@@ -224,6 +245,13 @@ export interface Store {
   expireLeases(now: number): Promise<number>;
   /** Marks every lease active at start-up as released: their sockets died with the old process. */
   releaseAllActiveLeases(now: number): Promise<number>;
+
+  /** Sets a contributor's name and team; refuses a name that looks like another contributor's. */
+  setProfile(contributorId: string, change: ProfileChange, now: number): Promise<{ ok: true; name: string | null; team: string | null } | { ok: false; taken: 'name' }>;
+  /** Top contributors and teams by credits since `sinceDay` (epoch day), or of all time when null. */
+  leaderboard(sinceDay: number | null, limit: number): Promise<{ contributors: LeaderRow[]; teams: TeamRow[] }>;
+  /** Verified FLOPs per minute since `sinceMinute` (epoch minute). */
+  networkSeries(sinceMinute: number): Promise<{ minute: number; flops: number }[]>;
 
   createApiKey(k: KeyLimits & { id: string; name: string; keyHash: string; now: number }): Promise<void>;
   findApiKeyByHash(keyHash: string): Promise<ApiKeyRecord | undefined>;

@@ -193,6 +193,9 @@ describe('progress, results and documents', () => {
         'GET /api/v1/blobs/{sha256}',
         'GET /api/v1/contributors/{id}',
         'PUT /api/v1/leases/{token}/result',
+        'GET /api/v1/network',
+        'GET /api/v1/network/events',
+        'GET /api/v1/leaderboard',
         'GET /api/v1/openapi.json',
       ].sort(),
     );
