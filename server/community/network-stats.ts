@@ -4,6 +4,7 @@ import type { LeaderRow, Store } from '../store/store';
 
 const WINDOW_MS = 30_000;
 const DAY_MS = 86_400_000;
+const LEADERBOARD_TTL_MS = 10_000;
 
 function displayName(row: LeaderRow): string {
   return row.name ?? `anonymous-${row.id.slice(0, 6)}`;
@@ -21,6 +22,7 @@ export class NetworkStats {
   private snapshot: NetworkSnapshot | undefined;
   private readonly listeners = new Set<(s: NetworkSnapshot) => void>();
   private timer: NodeJS.Timeout | undefined;
+  private board: { at: number; value: Leaderboard } | undefined;
 
   constructor(
     private readonly store: Store,
@@ -45,6 +47,12 @@ export class NetworkStats {
     };
   }
 
+  /** Day and week boards sum per-day rows; refreshing them every 10 s keeps that cost flat however many watch. */
+  private async cachedLeaderboard(now: number): Promise<Leaderboard> {
+    if (!this.board || now - this.board.at >= LEADERBOARD_TTL_MS) this.board = { at: now, value: await this.leaderboard(now) };
+    return this.board.value;
+  }
+
   async compute(now = Date.now()): Promise<NetworkSnapshot> {
     while (this.recent.length > 0 && this.recent[0]!.at < now - WINDOW_MS) this.recent.shift();
     const flops = this.recent.reduce((n, r) => n + r.flops, 0);
@@ -64,7 +72,7 @@ export class NetworkStats {
       gflopsNow: flops / (WINDOW_MS / 1000) / 1e9,
       jobsCompleted: (await this.store.jobCounts()).completed ?? 0,
       series,
-      leaderboard: await this.leaderboard(now),
+      leaderboard: await this.cachedLeaderboard(now),
     };
     return this.snapshot;
   }

@@ -55,7 +55,10 @@ export function buildOpenApi(version: string): Json {
     servers: [{ url: '/' }],
     components: {
       schemas: components.schemas,
-      securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'an API key: `npm run keys -- create --name NAME`, or data/local-api-key' } },
+      securitySchemes: {
+        contributorToken: { type: 'http', scheme: 'bearer', description: "a contributor's identity token (from hello)" },
+        bearer: { type: 'http', scheme: 'bearer', description: 'an API key: `npm run keys -- create --name NAME`, or data/local-api-key' },
+      },
     },
     security: [{ bearer: [] }],
     paths: {
@@ -132,6 +135,13 @@ export function buildOpenApi(version: string): Json {
             '400': error('not a sha256'),
             '404': error('no such blob'),
           },
+        },
+      },
+      '/api/v1/contributors/me': {
+        get: {
+          summary: "A contributor's own stats, by its identity token",
+          security: [{ contributorToken: [] }],
+          responses: { '200': json(ref('ContributorStats'), 'the contributor'), '401': error('missing or unknown token') },
         },
       },
       '/api/v1/contributors/{id}': {

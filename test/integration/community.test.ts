@@ -73,5 +73,8 @@ describe('names, teams and leaderboards', () => {
     expect(lb.headers.get('cache-control')).toMatch(/max-age/);
     const mine = (await (await fetch(`${coord.url}/api/v1/contributors/${fast.s.contributorId}`)).json()) as { name: string; team: string };
     expect(mine).toMatchObject({ name: 'Ada Lovelace', team: 'Analytical Engines' });
+    const me = await fetch(`${coord.url}/api/v1/contributors/me`, { headers: { authorization: `Bearer ${fast.s.token}` } });
+    expect(((await me.json()) as { id: string }).id).toBe(fast.s.contributorId);
+    expect((await fetch(`${coord.url}/api/v1/contributors/me`, { headers: { authorization: 'Bearer not-a-real-token-at-all' } })).status).toBe(401);
   });
 });

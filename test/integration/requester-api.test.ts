@@ -192,6 +192,7 @@ describe('progress, results and documents', () => {
         'GET /api/v1/jobs/{id}/events',
         'GET /api/v1/blobs/{sha256}',
         'GET /api/v1/contributors/{id}',
+        'GET /api/v1/contributors/me',
         'PUT /api/v1/leases/{token}/result',
         'GET /api/v1/network',
         'GET /api/v1/network/events',
