@@ -1,34 +1,29 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Leaderboard } from '../../shared/api';
-import { startTestCoordinator, submitMatmul, waitForJob, type TestCoordinator } from '../support/coordinator';
+import { submitMatmul, waitForJob } from '../support/coordinator';
 import { randomMatrix } from '../support/matrices';
 import { SimContributor } from '../support/sim-contributor';
+import { useCoordinatorHarness } from '../support/harness';
 
-let coord: TestCoordinator | undefined;
-const sims: SimContributor[] = [];
-afterEach(async () => {
-  for (const s of sims.splice(0)) s.disconnect();
-  await coord?.dispose();
-  coord = undefined;
-});
+const h = useCoordinatorHarness();
 
 async function named(name: string | null, team: string | null, delayMs: number) {
-  const s = await new SimContributor(coord!.url, { kind: 'honest', delayMs }).connect();
-  sims.push(s);
+  const s = await new SimContributor(h.coord.url, { kind: 'honest', delayMs }).connect();
+  h.track(s);
   const reply = await s.socket.timeout(5_000).emitWithAck('profile', { name, team });
   return { s, reply };
 }
 
 describe('names, teams and leaderboards', () => {
   it('credits verified FLOPs, ranks contributors and teams, and refuses hostile or look-alike names', async () => {
-    coord = await startTestCoordinator({ targetTiles: 16, canaries: false });
+    await h.start({ targetTiles: 16, canaries: false });
     const fast = await named('Ada Lovelace', 'Analytical Engines', 5);
     const slow = await named('Grace', 'analytical_engines', 60); // same team, written differently
     expect(fast.reply).toEqual({ ok: true, name: 'Ada Lovelace', team: 'Analytical Engines' });
     expect(slow.reply).toEqual({ ok: true, name: 'Grace', team: 'Analytical Engines' });
 
-    const probe = await new SimContributor(coord.url).connect();
-    sims.push(probe);
+    const probe = await new SimContributor(h.coord.url).connect();
+    h.track(probe);
     for (const [name, why] of [
       ['<img src=x onerror=alert(1)>', /letters, digits/],
       ['<script>alert(1)</script>', /letters, digits/],
@@ -46,11 +41,11 @@ describe('names, teams and leaderboards', () => {
 
     void fast.s.run().catch(() => undefined);
     void slow.s.run().catch(() => undefined);
-    const job = await submitMatmul(coord.url, { rows: 256, cols: 64, data: randomMatrix(256, 64, 1) }, { rows: 64, cols: 256, data: randomMatrix(64, 256, 2) });
-    expect((await waitForJob(coord.url, job.id)).status).toBe('completed');
+    const job = await submitMatmul(h.coord.url, { rows: 256, cols: 64, data: randomMatrix(256, 64, 1) }, { rows: 64, cols: 256, data: randomMatrix(64, 256, 2) });
+    expect((await waitForJob(h.coord.url, job.id)).status).toBe('completed');
 
-    const a = (await coord.store.getContributor(fast.s.contributorId))!;
-    const g = (await coord.store.getContributor(slow.s.contributorId))!;
+    const a = (await h.coord.store.getContributor(fast.s.contributorId))!;
+    const g = (await h.coord.store.getContributor(slow.s.contributorId))!;
     const tileFlops = 2 * 64 * 64 * 64;
     expect(a.flops).toBe(a.verifiedShards * tileFlops);
     expect(a.credits).toBeCloseTo(a.flops / 1e9, 9);
@@ -60,7 +55,7 @@ describe('names, teams and leaderboards', () => {
 
     let board: Leaderboard | undefined;
     for (let i = 0; i < 40; i++) {
-      const snap = (await (await fetch(`${coord.url}/api/v1/network`)).json()) as { leaderboard: Leaderboard };
+      const snap = (await (await fetch(`${h.coord.url}/api/v1/network`)).json()) as { leaderboard: Leaderboard };
       board = snap.leaderboard;
       if (board.contributors.all.length === 2) break;
       await new Promise((r) => setTimeout(r, 250));
@@ -69,12 +64,12 @@ describe('names, teams and leaderboards', () => {
       expect(board!.contributors[period].map((r) => r.name)).toEqual(['Ada Lovelace', 'Grace']);
       expect(board!.teams[period]).toEqual([{ rank: 1, name: 'Analytical Engines', members: 2, credits: expect.closeTo(a.credits + g.credits, 9) }]);
     }
-    const lb = await fetch(`${coord.url}/api/v1/leaderboard`);
+    const lb = await fetch(`${h.coord.url}/api/v1/leaderboard`);
     expect(lb.headers.get('cache-control')).toMatch(/max-age/);
-    const mine = (await (await fetch(`${coord.url}/api/v1/contributors/${fast.s.contributorId}`)).json()) as { name: string; team: string };
+    const mine = (await (await fetch(`${h.coord.url}/api/v1/contributors/${fast.s.contributorId}`)).json()) as { name: string; team: string };
     expect(mine).toMatchObject({ name: 'Ada Lovelace', team: 'Analytical Engines' });
-    const me = await fetch(`${coord.url}/api/v1/contributors/me`, { headers: { authorization: `Bearer ${fast.s.token}` } });
+    const me = await fetch(`${h.coord.url}/api/v1/contributors/me`, { headers: { authorization: `Bearer ${fast.s.token}` } });
     expect(((await me.json()) as { id: string }).id).toBe(fast.s.contributorId);
-    expect((await fetch(`${coord.url}/api/v1/contributors/me`, { headers: { authorization: 'Bearer not-a-real-token-at-all' } })).status).toBe(401);
+    expect((await fetch(`${h.coord.url}/api/v1/contributors/me`, { headers: { authorization: 'Bearer not-a-real-token-at-all' } })).status).toBe(401);
   });
 });

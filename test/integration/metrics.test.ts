@@ -1,19 +1,14 @@
 import parsePrometheusTextFormat, { type PromFamily } from 'parse-prometheus-text-format';
-import { afterEach, describe, expect, it } from 'vitest';
-import { startTestCoordinator, submitMatmul, waitForJob, type TestCoordinator } from '../support/coordinator';
+import { describe, expect, it } from 'vitest';
+import { submitMatmul, waitForJob } from '../support/coordinator';
 import { randomMatrix } from '../support/matrices';
 import { SimContributor } from '../support/sim-contributor';
+import { useCoordinatorHarness } from '../support/harness';
 
-let coord: TestCoordinator | undefined;
-const sims: SimContributor[] = [];
-afterEach(async () => {
-  for (const s of sims.splice(0)) s.disconnect();
-  await coord?.dispose();
-  coord = undefined;
-});
+const h = useCoordinatorHarness();
 
 async function scrape(headers: Record<string, string> = {}): Promise<Map<string, PromFamily>> {
-  const res = await fetch(`${coord!.url}/metrics`, { headers });
+  const res = await fetch(`${h.coord.url}/metrics`, { headers });
   expect(res.status).toBe(200);
   const families = parsePrometheusTextFormat(await res.text());
   return new Map(families.map((f) => [f.name, f]));
@@ -26,7 +21,7 @@ const value = (m: Map<string, PromFamily>, name: string, labels: Record<string, 
 
 describe('/metrics', () => {
   it('counts leased, verified and rejected shards, contributors, queue and jobs, in Prometheus text format', async () => {
-    coord = await startTestCoordinator({ targetTiles: 9, canaries: false });
+    await h.start({ targetTiles: 9, canaries: false });
     const before = await scrape();
     for (const name of [
       'tessera_shards_leased_total',
@@ -45,19 +40,19 @@ describe('/metrics', () => {
     ])
       expect(before.has(name), name).toBe(true);
 
-    const liar = await new SimContributor(coord.url, { kind: 'flip-one' }).connect();
-    sims.push(liar);
+    const liar = await new SimContributor(h.coord.url, { kind: 'flip-one' }).connect();
+    h.track(liar);
     void liar.run().catch(() => undefined);
-    const honest = await new SimContributor(coord.url, { kind: 'honest', delayMs: 10 }).connect();
-    sims.push(honest);
+    const honest = await new SimContributor(h.coord.url, { kind: 'honest', delayMs: 10 }).connect();
+    h.track(honest);
     void honest.run().catch(() => undefined);
     const during = await scrape();
     expect(value(during, 'tessera_contributors_connected', { kind: 'simulated', vendor: 'other' })).toBe(2);
 
     const a = { rows: 192, cols: 32, data: randomMatrix(192, 32, 1) };
     const b = { rows: 32, cols: 192, data: randomMatrix(32, 192, 2) };
-    const job = await submitMatmul(coord.url, a, b);
-    const done = await waitForJob(coord.url, job.id);
+    const job = await submitMatmul(h.coord.url, a, b);
+    const done = await waitForJob(h.coord.url, job.id);
     expect(done.status).toBe('completed');
     const after = await scrape();
     const delta = (name: string, labels = { job_type: 'matmul' }) => value(after, name, labels) - value(before, name, labels);
@@ -69,15 +64,15 @@ describe('/metrics', () => {
     expect(value(after, 'tessera_contributor_bytes_sent_total')).toBeGreaterThan(0);
     expect(value(after, 'tessera_contributor_bytes_received_total')).toBeGreaterThanOrEqual(job.progress.total * 64 * 64 * 4);
     // (the parser keeps no labels on histogram samples, so read the route labels from the text itself)
-    const text = await (await fetch(`${coord.url}/metrics`)).text();
+    const text = await (await fetch(`${h.coord.url}/metrics`)).text();
     const routes = [...text.matchAll(/tessera_http_request_duration_seconds_count\{[^}]*route="([^"]*)"/g)].map((m) => m[1]!);
     expect(routes).toContain('/api/v1/jobs/:id');
     expect(routes.some((r) => /[0-9a-f]{8}-/.test(r))).toBe(false); // templates, never ids
   });
 
   it('can be protected with a token', async () => {
-    coord = await startTestCoordinator({ metricsToken: 's3cret' });
-    expect((await fetch(`${coord.url}/metrics`)).status).toBe(401);
+    await h.start({ metricsToken: 's3cret' });
+    expect((await fetch(`${h.coord.url}/metrics`)).status).toBe(401);
     await scrape({ authorization: 'Bearer s3cret' });
   });
 });

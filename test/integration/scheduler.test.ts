@@ -1,30 +1,15 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { matmulReference, maxToleranceRatio } from '../../shared/matmul-reference';
-import type { Config } from '../../server/config';
-import { authHeaders, downloadResult, getJob, startTestCoordinator, submitMatmul, waitForJob, type TestCoordinator } from '../support/coordinator';
+import { authHeaders, downloadResult, getJob, submitMatmul, waitForJob } from '../support/coordinator';
 import { randomMatrix } from '../support/matrices';
 import { SimContributor, type Behaviour } from '../support/sim-contributor';
+import { useCoordinatorHarness } from '../support/harness';
 
-let coord: TestCoordinator | undefined;
-const sims: SimContributor[] = [];
+const h = useCoordinatorHarness({ targetTiles: 16 });
 
-afterEach(async () => {
-  for (const s of sims.splice(0)) s.disconnect();
-  await coord?.dispose();
-  coord = undefined;
-});
+const start = h.start;
 
-async function start(overrides: Partial<Config> = {}): Promise<TestCoordinator> {
-  coord = await startTestCoordinator({ targetTiles: 16, ...overrides });
-  return coord;
-}
-
-async function spawn(behaviour: Behaviour = { kind: 'honest' }, opts: { max?: number; gflops?: number } = {}): Promise<SimContributor> {
-  const s = await new SimContributor(coord!.url, behaviour, opts).connect();
-  sims.push(s);
-  void s.run().catch(() => undefined);
-  return s;
-}
+const spawn = h.spawn;
 
 function problem(m: number, k: number, n: number, seed: number) {
   const a = { rows: m, cols: k, data: randomMatrix(m, k, seed) };
@@ -33,22 +18,23 @@ function problem(m: number, k: number, n: number, seed: number) {
 }
 
 async function expectCorrect(id: string, ref: Float32Array): Promise<void> {
-  const done = await getJob(coord!.url, id);
+  const done = await getJob(h.coord.url, id);
   expect(done.status).toBe('completed');
-  expect(maxToleranceRatio((await downloadResult(coord!.url, id)).data, ref, 1e-5, 1e-5)).toBeLessThanOrEqual(1);
+  expect(maxToleranceRatio((await downloadResult(h.coord.url, id)).data, ref, 1e-5, 1e-5)).toBeLessThanOrEqual(1);
 }
 
 describe('scheduler under faults', () => {
   it('completes every job when 30% of contributors vanish mid-shard', async () => {
     await start();
     const jobs = [problem(256, 32, 256, 1), problem(200, 24, 180, 3), problem(128, 40, 300, 5)];
-    for (let i = 0; i < 10; i++) await spawn(i % 3 === 0 && i < 9 ? { kind: 'vanish', afterShards: i % 2 } : { kind: 'honest', delayMs: 5 });
-    const submitted = await Promise.all(jobs.map((p) => submitMatmul(coord!.url, p.a, p.b)));
+    const crowd: SimContributor[] = [];
+    for (let i = 0; i < 10; i++) crowd.push(await spawn(i % 3 === 0 && i < 9 ? { kind: 'vanish', afterShards: i % 2 } : { kind: 'honest', delayMs: 5 }));
+    const submitted = await Promise.all(jobs.map((p) => submitMatmul(h.coord.url, p.a, p.b)));
     for (const [i, job] of submitted.entries()) {
-      await waitForJob(coord!.url, job.id, 60_000);
+      await waitForJob(h.coord.url, job.id, 60_000);
       await expectCorrect(job.id, jobs[i]!.ref());
     }
-    expect(sims.filter((s) => !s.socket.connected).length).toBe(3);
+    expect(crowd.filter((s) => !s.socket.connected).length).toBe(3);
   });
 
   it('keeps fast and 10× slower contributors busy and finishes without waiting on the slow tail', async () => {
@@ -56,8 +42,8 @@ describe('scheduler under faults', () => {
     const p = problem(256, 32, 256, 7);
     const fast = [await spawn({ kind: 'honest', delayMs: 20 }, { gflops: 100 }), await spawn({ kind: 'honest', delayMs: 20 }, { gflops: 100 })];
     const slow = [await spawn({ kind: 'honest', delayMs: 200 }, { gflops: 10 }), await spawn({ kind: 'honest', delayMs: 200 }, { gflops: 10 })];
-    const job = await submitMatmul(coord!.url, p.a, p.b);
-    await waitForJob(coord!.url, job.id, 30_000);
+    const job = await submitMatmul(h.coord.url, p.a, p.b);
+    await waitForJob(h.coord.url, job.id, 30_000);
     await expectCorrect(job.id, p.ref());
     const fastDone = fast.reduce((n, s) => n + s.stats.verified, 0);
     const slowDone = slow.reduce((n, s) => n + s.stats.verified, 0);
@@ -69,11 +55,11 @@ describe('scheduler under faults', () => {
     await start({ speculateAfterMs: 300, leaseBaseMs: 60_000 });
     const p = problem(128, 16, 128, 9);
     const silent = await spawn({ kind: 'silent' }, { max: 4 });
-    const job = await submitMatmul(coord!.url, p.a, p.b);
-    await waitForJob(coord!.url, job.id, 5_000, () => silent.leases.length === 4);
+    const job = await submitMatmul(h.coord.url, p.a, p.b);
+    await waitForJob(h.coord.url, job.id, 5_000, () => silent.leases.length === 4);
     await spawn();
     const t0 = Date.now();
-    await waitForJob(coord!.url, job.id, 30_000);
+    await waitForJob(h.coord.url, job.id, 30_000);
     expect(Date.now() - t0).toBeLessThan(20_000); // far sooner than the 60 s leases would lapse
     await expectCorrect(job.id, p.ref());
   });
@@ -82,10 +68,10 @@ describe('scheduler under faults', () => {
     await start({ speculateAfterMs: 1e12, leaseBaseMs: 500, leaseSweepMs: 50 });
     const p = problem(128, 16, 128, 11);
     const silent = await spawn({ kind: 'silent' }, { max: 4 });
-    const job = await submitMatmul(coord!.url, p.a, p.b);
-    await waitForJob(coord!.url, job.id, 5_000, () => silent.leases.length >= 4);
+    const job = await submitMatmul(h.coord.url, p.a, p.b);
+    await waitForJob(h.coord.url, job.id, 5_000, () => silent.leases.length >= 4);
     await spawn();
-    await waitForJob(coord!.url, job.id, 20_000);
+    await waitForJob(h.coord.url, job.id, 20_000);
     await expectCorrect(job.id, p.ref());
   });
 
@@ -94,15 +80,15 @@ describe('scheduler under faults', () => {
     const p1 = problem(256, 32, 256, 13);
     const p2 = problem(256, 32, 256, 15);
     await spawn({ kind: 'honest', delayMs: 30 });
-    const [j1, j2] = await Promise.all([submitMatmul(coord!.url, p1.a, p1.b), submitMatmul(coord!.url, p2.a, p2.b)]);
+    const [j1, j2] = await Promise.all([submitMatmul(h.coord.url, p1.a, p1.b), submitMatmul(h.coord.url, p2.a, p2.b)]);
     // Before either finishes, both must have verified tiles.
-    const midway = await waitForJob(coord!.url, j1!.id, 30_000, (j) => j.progress.verified >= j.progress.total / 2);
-    const other = await getJob(coord!.url, j2!.id);
+    const midway = await waitForJob(h.coord.url, j1!.id, 30_000, (j) => j.progress.verified >= j.progress.total / 2);
+    const other = await getJob(h.coord.url, j2!.id);
     expect(midway.status).toBe('running');
     expect(other.progress.verified).toBeGreaterThan(0);
     expect(Math.abs(other.progress.verified - midway.progress.verified)).toBeLessThanOrEqual(2);
-    await waitForJob(coord!.url, j1!.id);
-    await waitForJob(coord!.url, j2!.id);
+    await waitForJob(h.coord.url, j1!.id);
+    await waitForJob(h.coord.url, j2!.id);
     await expectCorrect(j1!.id, p1.ref());
     await expectCorrect(j2!.id, p2.ref());
   });
@@ -110,32 +96,32 @@ describe('scheduler under faults', () => {
   it('serves a higher-priority job first', async () => {
     await start();
     const p = problem(64, 8, 64, 17);
-    const low = await submitMatmul(coord!.url, p.a, p.b);
+    const low = await submitMatmul(h.coord.url, p.a, p.b);
     const form = new FormData();
     const { npyBlob } = await import('../support/matrices');
     form.set('type', 'matmul');
     form.set('priority', '5');
     form.set('a', npyBlob(64, 8, p.a.data), 'a.npy');
     form.set('b', npyBlob(8, 64, p.b.data), 'b.npy');
-    const res = await fetch(`${coord!.url}/api/v1/jobs`, { method: 'POST', body: form, headers: authHeaders(coord!.url) });
+    const res = await fetch(`${h.coord.url}/api/v1/jobs`, { method: 'POST', body: form, headers: authHeaders(h.coord.url) });
     const high = (await res.json()) as { id: string; priority: number };
     expect(high.priority).toBe(5);
     const worker = await spawn();
-    await waitForJob(coord!.url, low.id);
+    await waitForJob(h.coord.url, low.id);
     expect(worker.leases.find((l) => l.jobId === high.id || l.jobId === low.id)!.jobId).toBe(high.id);
     const bad = new FormData();
     bad.set('type', 'matmul');
     bad.set('priority', 'urgent');
-    expect((await fetch(`${coord!.url}/api/v1/jobs`, { method: 'POST', body: bad, headers: authHeaders(coord!.url) })).status).toBe(400);
+    expect((await fetch(`${h.coord.url}/api/v1/jobs`, { method: 'POST', body: bad, headers: authHeaders(h.coord.url) })).status).toBe(400);
   });
 
   it('pipelines leases, caps them per contributor, and prefers tiles that reuse held panels', async () => {
     await start({ maxLeasesPerContributor: 3, canaries: false });
     const p = problem(256, 16, 256, 19);
-    const job = await submitMatmul(coord!.url, p.a, p.b);
+    const job = await submitMatmul(h.coord.url, p.a, p.b);
     expect(job.progress.total).toBe(16);
     const greedy = await spawn({ kind: 'honest', delayMs: 10 }, { max: 8 });
-    await waitForJob(coord!.url, job.id);
+    await waitForJob(h.coord.url, job.id);
     await expectCorrect(job.id, p.ref());
     expect(greedy.leases.length).toBe(16);
     // Never more than 3 held at once: the first request got 3.
@@ -153,18 +139,18 @@ describe('scheduler under faults', () => {
 
 describe('fair sharing between requesters', () => {
   it('gives a requester with one job as much as one with three', async () => {
-    coord = await startTestCoordinator({ targetTiles: 16, canaries: false });
+    await h.start({ targetTiles: 16, canaries: false });
     const { createApiKey } = await import('../../server/auth/api-keys');
     const { npyBlob } = await import('../support/matrices');
     const limits = { maxConcurrentJobs: 10, maxStoredBytes: 1e9, maxUploadBytes: 1e8, requestsPerMinute: 1000 };
-    const busy = (await createApiKey(coord.store, 'busy', limits)).secret;
-    const quiet = (await createApiKey(coord.store, 'quiet', limits)).secret;
+    const busy = (await createApiKey(h.coord.store, 'busy', limits)).secret;
+    const quiet = (await createApiKey(h.coord.store, 'quiet', limits)).secret;
     const submitAs = async (key: string, seed: number) => {
       const f = new FormData();
       f.set('type', 'matmul');
       f.set('a', npyBlob(256, 16, randomMatrix(256, 16, seed)), 'a.npy');
       f.set('b', npyBlob(16, 256, randomMatrix(16, 256, seed + 1)), 'b.npy');
-      const res = await fetch(`${coord!.url}/api/v1/jobs`, { method: 'POST', body: f, headers: { authorization: `Bearer ${key}` } });
+      const res = await fetch(`${h.coord.url}/api/v1/jobs`, { method: 'POST', body: f, headers: { authorization: `Bearer ${key}` } });
       return ((await res.json()) as { id: string }).id;
     };
     const busyJobs = [await submitAs(busy, 1), await submitAs(busy, 3), await submitAs(busy, 5)];
@@ -175,7 +161,7 @@ describe('fair sharing between requesters', () => {
     const quietShare = first16.filter((l) => l.jobId === quietJob).length;
     expect(quietShare).toBeGreaterThanOrEqual(7); // about half, although it has one job in four
     for (const id of [...busyJobs, quietJob]) {
-      const job = await coord!.store.getJob(id);
+      const job = await h.coord.store.getJob(id);
       expect(job).toBeDefined();
     }
   });

@@ -1,32 +1,17 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { matmulReference, maxToleranceRatio } from '../../shared/matmul-reference';
 import { PROTOCOL_VERSION } from '../../shared/protocol';
 import { WEBGPU_DEFAULT_LIMITS } from '../../shared/tiling';
-import type { Config } from '../../server/config';
-import { authHeaders, downloadResult, startTestCoordinator, submitMatmul, waitForJob, type TestCoordinator } from '../support/coordinator';
+import { authHeaders, downloadResult, submitMatmul, waitForJob } from '../support/coordinator';
 import { npyBlob, randomMatrix } from '../support/matrices';
 import { SimContributor, type Behaviour } from '../support/sim-contributor';
+import { useCoordinatorHarness } from '../support/harness';
 
-let coord: TestCoordinator | undefined;
-const sims: SimContributor[] = [];
+const h = useCoordinatorHarness({ targetTiles: 9 });
 
-afterEach(async () => {
-  for (const s of sims.splice(0)) s.disconnect();
-  await coord?.dispose();
-  coord = undefined;
-});
+const start = h.start;
 
-async function start(overrides: Partial<Config> = {}): Promise<TestCoordinator> {
-  coord = await startTestCoordinator({ targetTiles: 9, ...overrides });
-  return coord;
-}
-
-async function spawn(behaviour: Behaviour, opts: { max?: number } = {}): Promise<SimContributor> {
-  const s = await new SimContributor(coord!.url, behaviour, opts).connect();
-  sims.push(s);
-  void s.run().catch(() => undefined);
-  return s;
-}
+const spawn = h.spawn;
 
 async function submit(m: number, k: number, n: number, seed: number, verification?: 'replication') {
   const a = randomMatrix(m, k, seed);
@@ -36,14 +21,14 @@ async function submit(m: number, k: number, n: number, seed: number, verificatio
   if (verification) form.set('verification', verification);
   form.set('a', npyBlob(m, k, a), 'a.npy');
   form.set('b', npyBlob(k, n, b), 'b.npy');
-  const res = await fetch(`${coord!.url}/api/v1/jobs`, { method: 'POST', body: form, headers: authHeaders(coord!.url) });
+  const res = await fetch(`${h.coord.url}/api/v1/jobs`, { method: 'POST', body: form, headers: authHeaders(h.coord.url) });
   expect(res.status).toBe(201);
   const job = (await res.json()) as { id: string };
   return { id: job.id, ref: matmulReference(a, b, m, k, n) };
 }
 
 async function statusOf(s: SimContributor) {
-  return (await coord!.store.getContributor(s.contributorId))!.trust;
+  return (await h.coord.store.getContributor(s.contributorId))!.trust;
 }
 
 describe('adversarial contributors', () => {
@@ -62,10 +47,10 @@ describe('adversarial contributors', () => {
     for (let round = 0; round < 16; round++) {
       const replicated = round % 4 === 3;
       const { id, ref } = await submit(192, 64, 192, 100 + round, replicated ? 'replication' : undefined);
-      const done = await waitForJob(coord!.url, id, 60_000);
+      const done = await waitForJob(h.coord.url, id, 60_000);
       expect(done.status).toBe('completed');
       jobs++;
-      const result = await downloadResult(coord!.url, id);
+      const result = await downloadResult(h.coord.url, id);
       if (maxToleranceRatio(result.data, ref, 1e-4, 1e-4) > 1) wrong++;
       const states = await Promise.all(cheaters.map(statusOf));
       if (round >= 3 && states.every((t) => t.status === 'banned')) break;
@@ -79,15 +64,15 @@ describe('adversarial contributors', () => {
       expect(t.strikes).toBe(0);
     }
     // Credits follow verified FLOPs; banned cheaters cannot rejoin with their token.
-    const someone = (await coord!.store.getContributor(honest[0]!.contributorId))!;
+    const someone = (await h.coord.store.getContributor(honest[0]!.contributorId))!;
     expect(someone.credits).toBeCloseTo(someone.flops / 1e9, 6);
-    const pub = (await (await fetch(`${coord!.url}/api/v1/contributors/${someone.id}`)).json()) as { credits: number; status: string };
+    const pub = (await (await fetch(`${h.coord.url}/api/v1/contributors/${someone.id}`)).json()) as { credits: number; status: string };
     expect(pub).toMatchObject({ status: 'active' });
     expect(pub.credits).toBeGreaterThan(0);
-    const banned = (await (await fetch(`${coord!.url}/api/v1/contributors/${cheaters[0]!.contributorId}`)).json()) as { credits: number; status: string };
+    const banned = (await (await fetch(`${h.coord.url}/api/v1/contributors/${cheaters[0]!.contributorId}`)).json()) as { credits: number; status: string };
     expect(banned.status).toBe('banned');
-    const again = new SimContributor(coord!.url, { kind: 'honest' }, { token: cheaters[0]!.token! });
-    sims.push(again);
+    const again = new SimContributor(h.coord.url, { kind: 'honest' }, { token: cheaters[0]!.token! });
+    h.track(again);
     await expect(again.connect()).rejects.toThrow(/banned/);
   });
 
@@ -96,9 +81,9 @@ describe('adversarial contributors', () => {
     await Promise.all(Array.from({ length: 3 }, () => spawn({ kind: 'honest' })));
     const liar = await spawn({ kind: 'scale', factor: 1.5 });
     const { id, ref } = await submit(128, 32, 128, 7, 'replication');
-    const done = await waitForJob(coord!.url, id, 30_000);
+    const done = await waitForJob(h.coord.url, id, 30_000);
     expect(done.status).toBe('completed');
-    expect(maxToleranceRatio((await downloadResult(coord!.url, id)).data, ref, 1e-4, 1e-4)).toBeLessThanOrEqual(1);
+    expect(maxToleranceRatio((await downloadResult(h.coord.url, id)).data, ref, 1e-4, 1e-4)).toBeLessThanOrEqual(1);
     expect(liar.stats.verified).toBe(0);
   });
 });
@@ -109,8 +94,8 @@ describe('malformed and hostile messages', () => {
     const honest = [await spawn({ kind: 'honest', delayMs: 20 }), await spawn({ kind: 'honest', delayMs: 20 })];
     const { id, ref } = await submit(256, 32, 256, 31);
 
-    const hostile = new SimContributor(coord!.url, { kind: 'silent' });
-    sims.push(hostile);
+    const hostile = new SimContributor(h.coord.url, { kind: 'silent' });
+    h.track(hostile);
     const s = hostile.socket;
     await new Promise<void>((r) => s.once('connect', () => r()));
     const raw = (event: string, payload: unknown) => (s.timeout(5_000) as unknown as { emitWithAck(e: string, p: unknown): Promise<{ ok: boolean; error?: { code: string } }> }).emitWithAck(event, payload);
@@ -126,20 +111,20 @@ describe('malformed and hostile messages', () => {
     (s as unknown as { emit(e: string, p: unknown): void }).emit('lease:request', { max: 1 }); // no ack callback: dropped
     // By now it has struck out: banned and disconnected.
     await new Promise<void>((r) => (s.connected ? s.once('disconnect', () => r()) : r()));
-    expect((await coord!.store.getContributor(hostile.contributorId))!.trust.status).toBe('banned');
+    expect((await h.coord.store.getContributor(hostile.contributorId))!.trust.status).toBe('banned');
 
     // A flood is refused and counted.
-    const flooder = await new SimContributor(coord!.url, { kind: 'silent' }).connect();
-    sims.push(flooder);
+    const flooder = await new SimContributor(h.coord.url, { kind: 'silent' }).connect();
+    h.track(flooder);
     const replies = await Promise.all(
       Array.from({ length: 200 }, () => flooder.socket.timeout(5_000).emitWithAck('lease:release', { shardId: 'a', leaseToken: 'b' }).catch(() => null)),
     );
     expect(replies.filter((r) => r && !r.ok && r.error.code === 'RATE_LIMITED').length).toBeGreaterThan(100);
-    expect((await coord!.store.getContributor(flooder.contributorId))!.trust.strikes).toBeGreaterThan(0);
+    expect((await h.coord.store.getContributor(flooder.contributorId))!.trust.strikes).toBeGreaterThan(0);
 
     // Wrong sizes and NaNs for a lease it really holds.
-    const sloppy = await new SimContributor(coord!.url, { kind: 'silent' }).connect();
-    sims.push(sloppy);
+    const sloppy = await new SimContributor(h.coord.url, { kind: 'silent' }).connect();
+    h.track(sloppy);
     const got = await sloppy.socket.timeout(5_000).emitWithAck('lease:request', { max: 2 });
     expect(got.ok && got.leases.length).toBe(2);
     if (!got.ok) throw new Error('no leases');
@@ -151,17 +136,17 @@ describe('malformed and hostile messages', () => {
     expect(!bad.ok && bad.error.code).toBe('VERIFICATION_FAILED');
 
     // An oversized payload closes that connection only.
-    const big = await new SimContributor(coord!.url, { kind: 'silent' }).connect();
-    sims.push(big);
+    const big = await new SimContributor(h.coord.url, { kind: 'silent' }).connect();
+    h.track(big);
     const closed = new Promise<void>((r) => big.socket.once('disconnect', () => r()));
     big.socket.emit('lease:result', { shardId: 'x', leaseToken: 'y', c: new Uint8Array(17 * 1024 * 1024) }, () => undefined);
     await closed;
 
-    const done = await waitForJob(coord!.url, id, 30_000);
+    const done = await waitForJob(h.coord.url, id, 30_000);
     expect(done.status).toBe('completed');
-    expect(maxToleranceRatio((await downloadResult(coord!.url, id)).data, ref, 1e-5, 1e-5)).toBeLessThanOrEqual(1);
-    expect((await fetch(`${coord!.url}/healthz`)).status).toBe(200);
-    for (const h of honest) expect((await coord!.store.getContributor(h.contributorId))!.trust.status).toBe('active');
+    expect(maxToleranceRatio((await downloadResult(h.coord.url, id)).data, ref, 1e-5, 1e-5)).toBeLessThanOrEqual(1);
+    expect((await fetch(`${h.coord.url}/healthz`)).status).toBe(200);
+    for (const c of honest) expect((await h.coord.store.getContributor(c.contributorId))!.trust.status).toBe('active');
     expect(PROTOCOL_VERSION).toBe(1);
   });
 });
