@@ -1,6 +1,6 @@
 import { openDB, type DBSchema, type IDBPDatabase } from 'idb';
 
-/** What the contributor keeps across reloads, in IndexedDB. */
+/** What the contributor keeps across reloads, in IndexedDB (shared by the page and its worker). */
 interface TesseraDB extends DBSchema {
   settings: { key: string; value: unknown };
 }
@@ -23,4 +23,37 @@ export async function loadToken(): Promise<string | undefined> {
 
 export async function saveToken(token: string): Promise<void> {
   await (await db()).put('settings', token, 'token');
+}
+
+export interface PageSettings {
+  /** Share of time the GPU may be busy: 0.25, 0.5 or 1. */
+  duty: number;
+  /** Keep working while the tab is hidden. */
+  background: boolean;
+}
+
+export interface PageTotals {
+  verified: number;
+  rejected: number;
+  gflop: number;
+  busyMs: number;
+}
+
+const DEFAULT_SETTINGS: PageSettings = { duty: 1, background: false };
+const ZERO: PageTotals = { verified: 0, rejected: 0, gflop: 0, busyMs: 0 };
+
+async function load<T extends object>(key: string, fallback: T): Promise<T> {
+  const v = await (await db()).get('settings', key);
+  return v && typeof v === 'object' ? { ...fallback, ...(v as Partial<T>) } : { ...fallback };
+}
+
+export const loadSettings = () => load('page-settings', DEFAULT_SETTINGS);
+export const loadTotals = () => load('page-totals', ZERO);
+
+export async function saveSettings(s: PageSettings): Promise<void> {
+  await (await db()).put('settings', s, 'page-settings');
+}
+
+export async function saveTotals(t: PageTotals): Promise<void> {
+  await (await db()).put('settings', t, 'page-totals');
 }

@@ -11,7 +11,9 @@ export type ProbeResult = { ok: true; adapter: AdapterInfo; limits: DeviceLimits
 
 export interface GpuWorkerApi {
   probe(): Promise<ProbeResult>;
-  start(serverUrl: string, onEvent: (e: WorkerEvent) => void): Promise<void>;
+  start(serverUrl: string, onEvent: (e: WorkerEvent) => void, duty?: number): Promise<void>;
+  /** Share of time the GPU may be busy, in (0, 1]. */
+  setDuty(duty: number): Promise<void>;
   stop(): Promise<void>;
   setProfile(name: string | null, team: string | null): Promise<ProfileReply>;
 }

@@ -34,6 +34,7 @@ async function ensureGpu(): Promise<GpuHandle> {
 }
 
 let currentServer = '';
+let duty = 1;
 
 const api: GpuWorkerApi = {
   async probe(): Promise<ProbeResult> {
@@ -44,8 +45,9 @@ const api: GpuWorkerApi = {
       return { ok: false, message: err instanceof Error ? err.message : String(err) };
     }
   },
-  async start(serverUrl, onEvent) {
+  async start(serverUrl, onEvent, startDuty) {
     currentServer = serverUrl;
+    if (startDuty !== undefined) duty = startDuty;
     listener = onEvent;
     const g = await ensureGpu();
     loop?.stop();
@@ -57,11 +59,15 @@ const api: GpuWorkerApi = {
       agentKind: 'page',
       userAgent: navigator.userAgent,
       gflops,
+      duty: () => duty,
       loadToken,
       saveToken,
       emit: (e) => onEvent(e),
     });
     loop.start();
+  },
+  async setDuty(d) {
+    duty = Math.min(1, Math.max(0.05, d));
   },
   async stop() {
     loop?.stop();

@@ -47,7 +47,7 @@ describe('contributor page in Chromium (WebGPU, real WGSL)', () => {
     await page.waitForFunction(() => document.getElementById('state')?.textContent === 'idle', { timeout: 60_000 });
     const adapter = await page.$eval('#gpu-adapter', (el) => el.textContent);
     expect(adapter?.length).toBeGreaterThan(0);
-    expect(await page.$eval('#toggle', (el) => el.textContent)).toBe('Stop');
+    expect(await page.$eval('#toggle', (el) => el.textContent)).toBe('Pause');
   });
 
   it('computes a multi-tile job whose dimensions are not multiples of the tile', async () => {

@@ -1,0 +1,97 @@
+import { mkdir } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import type { Browser, Page } from 'puppeteer-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { launchBrowser } from '../support/browser';
+import { startTestCoordinator, submitMatmul, waitForJob, type TestCoordinator } from '../support/coordinator';
+import { randomMatrix } from '../support/matrices';
+
+const clientDir = fileURLToPath(new URL('../../dist/client', import.meta.url));
+const artifacts = fileURLToPath(new URL('../../test-artifacts', import.meta.url));
+let coord: TestCoordinator;
+let browser: Browser;
+
+beforeAll(async () => {
+  await mkdir(artifacts, { recursive: true });
+  coord = await startTestCoordinator({ clientDir, targetTiles: 16, canaries: false });
+  browser = await launchBrowser();
+});
+afterAll(async () => {
+  await browser?.close();
+  await coord?.dispose();
+});
+
+const text = (page: Page, sel: string) => page.$eval(sel, (el) => el.textContent ?? '');
+
+/** Runs a 16-tile job and returns the page's GPU-busy time during it over the job's wall time. */
+async function busyFraction(page: Page, seed: number): Promise<number> {
+  const busy0 = Number(await page.evaluate(() => document.body.dataset.busyMs ?? 0));
+  const t0 = Date.now();
+  const job = await submitMatmul(coord.url, { rows: 512, cols: 512, data: randomMatrix(512, 512, seed) }, { rows: 512, cols: 512, data: randomMatrix(512, 512, seed + 1) });
+  expect((await waitForJob(coord.url, job.id, 120_000)).status).toBe('completed');
+  const busy1 = Number(await page.evaluate(() => document.body.dataset.busyMs ?? 0));
+  return (busy1 - busy0) / (Date.now() - t0);
+}
+
+describe('contributor page controls', () => {
+  it('starts, throttles to the chosen duty cycle, pauses, and keeps identity and totals across a reload', async () => {
+    const page = await browser.newPage();
+    await page.setViewport({ width: 1100, height: 1000 });
+    await page.goto(`${coord.url}/`);
+    await page.waitForFunction(() => !(document.getElementById('toggle') as HTMLButtonElement).disabled, { timeout: 30_000 });
+    await page.screenshot({ path: `${artifacts}/contributor-ready.png`, fullPage: true });
+    await page.click('#toggle');
+    await page.waitForFunction(() => document.getElementById('state')?.textContent === 'idle', { timeout: 30_000 });
+    const id = await text(page, '#contributor');
+
+    const full = await busyFraction(page, 1);
+    await page.select('#duty', '0.25');
+    const quarter = await busyFraction(page, 3);
+    expect(quarter).toBeLessThan(0.32);
+    expect(quarter).toBeGreaterThan(0.1);
+    expect(quarter).toBeLessThan(full * 0.6);
+    await page.screenshot({ path: `${artifacts}/contributor-working.png`, fullPage: true });
+
+    // Hidden tab: pauses unless background work is allowed, resumes when visible again.
+    const setHidden = (hidden: boolean) =>
+      page.evaluate((h) => {
+        Object.defineProperty(document, 'hidden', { value: h, configurable: true });
+        document.dispatchEvent(new Event('visibilitychange'));
+      }, hidden);
+    await setHidden(true);
+    await page.waitForFunction(() => document.getElementById('state')?.textContent === 'paused', { timeout: 10_000 });
+    await setHidden(false);
+    await page.waitForFunction(() => document.getElementById('state')?.textContent === 'idle', { timeout: 30_000 });
+
+    await page.click('#toggle');
+    await page.waitForFunction(() => document.getElementById('state')?.textContent === 'paused', { timeout: 10_000 });
+    expect(await text(page, '#toggle')).toBe('Start');
+    await page.screenshot({ path: `${artifacts}/contributor-paused.png`, fullPage: true });
+
+    const verified = await text(page, '#verified');
+    expect(Number(verified)).toBeGreaterThanOrEqual(32);
+    await page.reload();
+    await page.waitForFunction((v) => document.getElementById('verified')?.textContent === v, { timeout: 10_000 }, verified);
+    expect(await page.$eval('#duty', (el) => (el as HTMLSelectElement).value)).toBe('0.25');
+    await page.waitForFunction(() => !(document.getElementById('toggle') as HTMLButtonElement).disabled, { timeout: 30_000 });
+    await page.click('#toggle');
+    await page.waitForFunction((want) => document.getElementById('contributor')?.textContent === want, { timeout: 30_000 }, id);
+    await page.setViewport({ width: 390, height: 844, isMobile: true });
+    await page.screenshot({ path: `${artifacts}/contributor-phone.png`, fullPage: true });
+    await page.close();
+  }, 300_000);
+
+  it('explains what to do when the browser has no WebGPU', async () => {
+    const plain = await launchBrowser({ webgpu: false });
+    try {
+      const page = await plain.newPage();
+      await page.goto(`${coord.url}/`);
+      await page.waitForFunction(() => /cannot run WebGPU/.test(document.getElementById('gpu-status')?.textContent ?? ''), { timeout: 30_000 });
+      expect(await text(page, '#gpu-status')).toMatch(/Chrome or Edge/);
+      expect(await page.$eval('#toggle', (el) => (el as HTMLButtonElement).disabled)).toBe(true);
+      await page.screenshot({ path: `${artifacts}/contributor-no-webgpu.png`, fullPage: true });
+    } finally {
+      await plain.close();
+    }
+  }, 60_000);
+});
