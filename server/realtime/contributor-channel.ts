@@ -1,20 +1,8 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { Server, Socket } from 'socket.io';
 import type { z } from 'zod';
-import {
-  describeZodError,
-  HelloSchema,
-  LeaseRequestSchema,
-  PROTOCOL_VERSION,
-  ProfileSchema,
-  ReleaseSchema,
-  ResultSchema,
-  type ClientToServerEvents,
-  type DeviceLimits,
-  type InterServerEvents,
-  type ProtocolError,
-  type ServerToClientEvents,
-} from '../../shared/protocol';
+import { describeZodError, HelloSchema, LeaseRequestSchema, ProfileSchema, ReleaseSchema, ResultSchema } from '../../shared/protocol-schemas';
+import { PROTOCOL_VERSION, type ClientToServerEvents, type DeviceLimits, type InterServerEvents, type ProtocolError, type ServerToClientEvents } from '../../shared/protocol';
 import type { Logger } from '../logger';
 import type { Dispatcher, ContributorSession } from '../scheduler/dispatcher';
 import type { ResultIntake } from '../scheduler/result-intake';
