@@ -6,6 +6,8 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { LOCAL_KEY_FILE } from '../server/auth/api-keys';
 import { SingleBar, Presets } from 'cli-progress';
 import { Command, InvalidArgumentError } from 'commander';
 import type { JobView } from '../shared/api';
@@ -18,7 +20,7 @@ const program = new Command('tessera')
 
 function client(): TesseraClient {
   const opts = program.opts<{ server: string; key?: string }>();
-  const localFile = `${process.env.TESSERA_DATA_DIR ?? './data'}/local-api-key`;
+  const localFile = join(process.env.TESSERA_DATA_DIR ?? './data', LOCAL_KEY_FILE);
   const key = opts.key ?? process.env.TESSERA_API_KEY ?? (existsSync(localFile) ? readFileSync(localFile, 'utf8').trim() : undefined);
   if (!key) throw new Error('no API key: pass --key, set TESSERA_API_KEY, or run where ./data/local-api-key exists');
   return new TesseraClient(opts.server, key);

@@ -95,10 +95,7 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
     maxLeasesPerSession: config.maxLeasesPerContributor,
     speculateAfterMs: config.speculateAfterMs,
     log,
-    notify: {
-      workAvailable,
-      revoke: (sessionId, shardId, reason) => io.to(sessionId).emit('lease:revoked', { shardId, reason }),
-    },
+    notify: { workAvailable },
   });
   const intake = new ResultIntake({
     store,

@@ -1,15 +1,11 @@
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { chmod, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../logger';
+import { sha256Hex } from '../sha256';
 import type { ApiKeyRecord, KeyLimits, Store } from '../store/store';
 
 const PREFIX = 'tsk_';
-
-/** Keys are stored as SHA-256 only: they are 256-bit random secrets, so no slow hash is needed. */
-export function hashApiKey(secret: string): string {
-  return createHash('sha256').update(secret).digest('hex');
-}
 
 export function looksLikeApiKey(secret: string): boolean {
   return /^tsk_[A-Za-z0-9_-]{43}$/.test(secret);
@@ -20,10 +16,12 @@ export async function createApiKey(store: Store, name: string, limits: KeyLimits
   if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name)) throw new Error('a key name is 1–64 letters, digits, dots, dashes or underscores');
   const secret = PREFIX + randomBytes(32).toString('base64url');
   const id = randomUUID();
-  await store.createApiKey({ id, name, keyHash: hashApiKey(secret), now: Date.now(), ...limits });
+  await store.createApiKey({ id, name, keyHash: sha256Hex(secret), now: Date.now(), ...limits });
   const key = (await store.listApiKeys()).find((k) => k.id === id)!;
   return { key, secret };
 }
+
+// Keys are 256-bit random secrets, stored as SHA-256 only: no slow hash is needed.
 
 export const LOCAL_KEY_FILE = 'local-api-key';
 

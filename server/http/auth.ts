@@ -1,5 +1,6 @@
 import type { RequestHandler } from 'express';
-import { hashApiKey, looksLikeApiKey } from '../auth/api-keys';
+import { looksLikeApiKey } from '../auth/api-keys';
+import { sha256Hex } from '../sha256';
 import type { ApiKeyRecord, Store } from '../store/store';
 import { HttpError } from './http-error';
 
@@ -25,7 +26,7 @@ export function requireApiKey(store: Store): RequestHandler {
       throw new HttpError(401, 'UNAUTHORIZED', 'send your API key as "Authorization: Bearer <key>" (a local start saves one in data/local-api-key)');
     }
     const secret = match[1]!;
-    const key = looksLikeApiKey(secret) ? await store.findApiKeyByHash(hashApiKey(secret)) : undefined;
+    const key = looksLikeApiKey(secret) ? await store.findApiKeyByHash(sha256Hex(secret)) : undefined;
     if (!key) throw new HttpError(401, 'UNAUTHORIZED', 'this API key is not valid (mistyped, or revoked)');
     res.removeHeader('WWW-Authenticate');
     res.locals.apiKey = key;

@@ -2,7 +2,7 @@ import { Router } from 'express';
 import { z } from 'zod';
 import type { ContributorStats } from '../../shared/api';
 import type { ContributorRecord, Store } from '../store/store';
-import { hashToken } from '../realtime/contributor-channel';
+import { sha256Hex } from '../sha256';
 import { HttpError } from './http-error';
 
 /** Public standing of a contributor: what the page shows, and what anyone may look up. Never the token. */
@@ -11,7 +11,7 @@ export function contributorsRouter(store: Store): Router {
   /** A contributor's own stats, by its identity token (what the page and agent keep). */
   router.get('/contributors/me', async (req, res) => {
     const token = /^Bearer\s+(\S{16,128})$/i.exec(req.get('authorization') ?? '')?.[1];
-    const c = token ? await store.findContributorByTokenHash(hashToken(token)) : undefined;
+    const c = token ? await store.findContributorByTokenHash(sha256Hex(token)) : undefined;
     if (!c) throw new HttpError(401, 'UNAUTHORIZED', 'send your contributor identity token as "Authorization: Bearer <token>"');
     res.set('Cache-Control', 'private, no-store');
     res.json(view(c));

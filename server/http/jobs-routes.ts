@@ -29,7 +29,7 @@ export interface JobsRouteDeps {
 
 const JobIdSchema = z.string().uuid();
 
-export function parseOrThrow<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
+function parseOrThrow<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
   const parsed = schema.safeParse(value);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];

@@ -1,4 +1,5 @@
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { sha256Hex } from '../sha256';
 import type { Server, Socket } from 'socket.io';
 import type { z } from 'zod';
 import { describeZodError, HelloSchema, LeaseRequestSchema, ProfileSchema, ReleaseSchema, ResultSchema } from '../../shared/protocol-schemas';
@@ -38,10 +39,6 @@ export interface ChannelDeps {
 const NO_RETRY_MS = 5_000;
 
 export const contributorRoom = (contributorId: string) => `contributor:${contributorId}`;
-
-export function hashToken(token: string): string {
-  return createHash('sha256').update(token).digest('hex');
-}
 
 type Reply = { ok: false; error: ProtocolError } | { ok: true } | object;
 
@@ -137,7 +134,7 @@ export function attachContributorChannel(io: ContributorServer, deps: ChannelDep
         const now = Date.now();
         const adapter = JSON.stringify(msg.adapter);
         let token = msg.token;
-        let contributor = token ? await store.findContributorByTokenHash(hashToken(token)) : undefined;
+        let contributor = token ? await store.findContributorByTokenHash(sha256Hex(token)) : undefined;
         if (contributor?.trust.status === 'banned') {
           return { ok: false as const, error: { code: 'BANNED' as const, message: `this contributor is banned: ${contributor.statusReason ?? 'repeated bad results'}` } };
         }
@@ -146,7 +143,7 @@ export function attachContributorChannel(io: ContributorServer, deps: ChannelDep
         } else {
           token = randomBytes(32).toString('base64url');
           const id = randomUUID();
-          await store.registerContributor({ id, tokenHash: hashToken(token), kind: msg.agent.kind, adapter, now });
+          await store.registerContributor({ id, tokenHash: sha256Hex(token), kind: msg.agent.kind, adapter, now });
           contributor = await store.getContributor(id);
         }
         socket.data.contributorId = contributor!.id;

@@ -26,8 +26,4 @@ export class IdleSessions {
     for (const id of out) this.idle.delete(id);
     return out;
   }
-
-  get size(): number {
-    return this.idle.size;
-  }
 }

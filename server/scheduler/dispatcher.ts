@@ -18,7 +18,6 @@ export interface ContributorSession {
 export interface DispatcherNotifier {
   /** `shards` more shards can be leased now. */
   workAvailable(shards: number): void;
-  revoke(sessionId: string, shardId: string, reason: string): void;
 }
 
 export interface DispatcherDeps {
@@ -54,11 +53,6 @@ export class Dispatcher {
       this.sessions.set(session.sessionId, st);
     }
     return st;
-  }
-
-  /** The measured speed of a session, for tests and monitoring. */
-  speedOf(sessionId: string): ThroughputEstimate | undefined {
-    return this.sessions.get(sessionId)?.speed;
   }
 
   constructor(private readonly deps: DispatcherDeps) {}

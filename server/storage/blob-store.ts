@@ -1,13 +1,9 @@
-import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { sha256Hex } from '../sha256';
 import { writeFileAtomic } from './atomic-file';
 
 export const SHA256_HEX = /^[0-9a-f]{64}$/;
-
-export function sha256Hex(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
-}
 
 /**
  * Content-addressed files under `<dataDir>/blobs/<sha256>`. The name is the

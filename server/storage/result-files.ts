@@ -67,10 +67,6 @@ export class ResultFiles {
     await syncDir(this.dir);
   }
 
-  async exists(jobId: string): Promise<boolean> {
-    return (await stat(this.finalPath(jobId)).catch(() => undefined)) !== undefined;
-  }
-
   async remove(jobId: string): Promise<void> {
     for (const p of [this.finalPath(jobId), this.partialPath(jobId)]) await unlink(p).catch(() => undefined);
   }

@@ -31,10 +31,6 @@ export class TrustKeeper {
     return rec;
   }
 
-  forget(contributorId: string): void {
-    this.cache.delete(contributorId);
-  }
-
   async record(contributorId: string, event: TrustEvent, detail: string): Promise<TrustRecord> {
     const before = await this.current(contributorId);
     if (before.status === 'banned') return before;

@@ -1,6 +1,7 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { LOCAL_KEY_FILE } from '../../server/auth/api-keys';
 import { loadConfig, type Config } from '../../server/config';
 import { startCoordinator, type Coordinator } from '../../server/coordinator';
 import { createLogger } from '../../server/logger';
@@ -12,7 +13,7 @@ const keys = new Map<string, string>();
 
 /** Remembers the API key of the coordinator at `url`; the helpers below send it. */
 export async function registerLocalKey(url: string, dataDir: string): Promise<string> {
-  const key = (await readFile(join(dataDir, 'local-api-key'), 'utf8')).trim();
+  const key = (await readFile(join(dataDir, LOCAL_KEY_FILE), 'utf8')).trim();
   keys.set(url, key);
   return key;
 }
