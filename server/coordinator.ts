@@ -111,8 +111,8 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
     log,
     metrics,
     onRequeued: workAvailable,
-    onVerified: (session, flops, ms) => {
-      dispatcher.recordVerified(session, flops, ms);
+    onVerified: (sessionId, flops, ms) => {
+      dispatcher.recordVerified(sessionId, flops, ms);
       network.record(flops);
     },
   });

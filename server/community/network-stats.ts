@@ -77,8 +77,10 @@ export class NetworkStats {
     return this.snapshot;
   }
 
-  async current(): Promise<NetworkSnapshot> {
-    return this.snapshot ?? this.compute();
+  /** The latest snapshot, computed afresh when no viewer has kept it current. */
+  async current(now = Date.now()): Promise<NetworkSnapshot> {
+    if (this.snapshot && now - Date.parse(this.snapshot.at) < this.tickMs) return this.snapshot;
+    return this.compute(now);
   }
 
   subscribe(listener: (s: NetworkSnapshot) => void): () => void {
@@ -88,6 +90,7 @@ export class NetworkStats {
 
   start(onError: (err: unknown) => void): void {
     this.timer = setInterval(() => {
+      if (this.listeners.size === 0) return; // nobody is watching: nothing to push, nothing to compute
       this.compute().then((s) => {
         for (const l of this.listeners) l(s);
       }, onError);

@@ -43,8 +43,7 @@ export function resultsRouter(store: Store, intake: ResultIntake, metrics: Metri
       let reply: ResultReply;
       if (!lease) reply = { ok: false, error: { code: 'LEASE_UNKNOWN', message: 'no such lease' } };
       else {
-        const session = { contributorId: lease.contributorId, sessionId: lease.sessionId, limits: { maxStorageBufferBindingSize: 1, maxBufferSize: 1 } };
-        reply = await intake.submit(session, { shardId, leaseToken: token, c: req.body });
+        reply = await intake.submit({ contributorId: lease.contributorId, sessionId: lease.sessionId }, { shardId, leaseToken: token, c: req.body });
       }
       res.status(reply.ok ? 200 : (STATUS[reply.error.code] ?? 400)).json(reply);
     },

@@ -55,24 +55,20 @@ export class Metrics {
         for (const c of connected.values()) this.inc({ kind: c.kind, vendor: c.vendor });
       },
     });
+    this.storeGauge('tessera_queue_shards', 'Shards of active jobs by state', 'state', () => store.shardCounts());
+    this.storeGauge('tessera_jobs', 'Jobs by status', 'status', () => store.jobCounts());
+  }
+
+  /** A gauge read from the store at each scrape: one series per key of the counts. */
+  private storeGauge(name: string, help: string, label: string, read: () => Promise<Record<string, number>>): void {
     new Gauge({
-      name: 'tessera_queue_shards',
-      help: 'Shards of active jobs by state',
-      labelNames: ['state'],
+      name,
+      help,
+      labelNames: [label],
       registers: [this.registry],
       async collect() {
         this.reset();
-        for (const [state, n] of Object.entries(await store.shardCounts())) this.set({ state }, n);
-      },
-    });
-    new Gauge({
-      name: 'tessera_jobs',
-      help: 'Jobs by status',
-      labelNames: ['status'],
-      registers: [this.registry],
-      async collect() {
-        this.reset();
-        for (const [status, n] of Object.entries(await store.jobCounts())) this.set({ status }, n);
+        for (const [value, n] of Object.entries(await read())) this.set({ [label]: value }, n);
       },
     });
   }

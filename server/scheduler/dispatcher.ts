@@ -7,9 +7,13 @@ import type { TrustKeeper } from '../trust/trust-keeper';
 import type { Metrics } from '../metrics/metrics';
 import { leaseDurationMs, shardFlops, updateEstimate, type LeasePolicy, type ThroughputEstimate } from './lease-policy';
 
-export interface ContributorSession {
+/** Who sent a result: all that the result path needs (a result sent over HTTP has no socket). */
+export interface Submitter {
   contributorId: string;
   sessionId: string;
+}
+
+export interface ContributorSession extends Submitter {
   limits: DeviceLimits;
   /** Self-benchmark from hello, if the contributor sent one. */
   reportedGflops?: number;
@@ -46,11 +50,11 @@ export class Dispatcher {
   /** Per connected session: measured speed, and the panels of its last lease (to prefer tiles that reuse them). */
   private readonly sessions = new Map<string, { speed: ThroughputEstimate; last?: { jobId: string; rowPanel: number; colPanel: number } }>();
 
-  private sessionState(session: ContributorSession) {
-    let st = this.sessions.get(session.sessionId);
+  private sessionState(sessionId: string, reportedGflops?: number) {
+    let st = this.sessions.get(sessionId);
     if (!st) {
-      st = { speed: session.reportedGflops ? { reportedGflops: session.reportedGflops } : {} };
-      this.sessions.set(session.sessionId, st);
+      st = { speed: reportedGflops ? { reportedGflops } : {} };
+      this.sessions.set(sessionId, st);
     }
     return st;
   }
@@ -58,8 +62,8 @@ export class Dispatcher {
   constructor(private readonly deps: DispatcherDeps) {}
 
   /** Called for each verified result: keeps this session's measured speed current. */
-  recordVerified(session: ContributorSession, flops: number, elapsedMs: number): void {
-    const st = this.sessionState(session);
+  recordVerified(sessionId: string, flops: number, elapsedMs: number): void {
+    const st = this.sessionState(sessionId);
     st.speed = updateEstimate(st.speed, flops, elapsedMs);
   }
 
@@ -67,7 +71,7 @@ export class Dispatcher {
     const trust = await this.deps.trust.current(session.contributorId);
     if (trust.status === 'banned') return [];
     const maxPanelBytes = Math.min(session.limits.maxStorageBufferBindingSize, session.limits.maxBufferSize);
-    const st = this.sessionState(session);
+    const st = this.sessionState(session.sessionId, session.reportedGflops);
     const leaseMsFor = (work: Parameters<typeof leaseDurationMs>[1]) => leaseDurationMs(this.deps.policy, work, st.speed);
     const canary = this.deps.canaries && Math.random() < canaryRate(trust) ? this.deps.canaries.take() : undefined;
     if (canary) {

@@ -5,7 +5,7 @@ import type { ResultFiles } from '../storage/result-files';
 import type { LeaseLookup, Store } from '../store/store';
 import type { TrustKeeper } from '../trust/trust-keeper';
 import type { LiveLease, ResultVerifier, Verdict } from '../verify/verdict';
-import type { ContributorSession } from './dispatcher';
+import type { Submitter } from './dispatcher';
 import { shardFlops } from './lease-policy';
 import type { Metrics } from '../metrics/metrics';
 
@@ -19,7 +19,7 @@ export interface ResultIntakeDeps {
   log: Logger;
   metrics: Metrics;
   onRequeued(shards: number): void;
-  onVerified(session: ContributorSession, flops: number, elapsedMs: number): void;
+  onVerified(sessionId: string, flops: number, elapsedMs: number): void;
 }
 
 const err = (code: ProtocolError['code'], message: string): { ok: false; error: ProtocolError } => ({ ok: false, error: { code, message } });
@@ -40,7 +40,7 @@ function asFloat32(bytes: Uint8Array | ArrayBuffer): Float32Array | undefined {
 export class ResultIntake {
   constructor(private readonly deps: ResultIntakeDeps) {}
 
-  async submit(session: ContributorSession, msg: { shardId: string; leaseToken: string; c: Uint8Array | ArrayBuffer }): Promise<ResultReply> {
+  async submit(session: Submitter, msg: { shardId: string; leaseToken: string; c: Uint8Array | ArrayBuffer }): Promise<ResultReply> {
     const { store, trust } = this.deps;
     const lease = await store.findLease(msg.leaseToken);
     if (!lease || lease.shardId !== msg.shardId || lease.contributorId !== session.contributorId) {
@@ -75,7 +75,7 @@ export class ResultIntake {
     return lease.job.verification === 'replication' ? this.deps.verifiers.replication : this.deps.verifiers.freivalds;
   }
 
-  private async reject(session: ContributorSession, lease: LeaseLookup, event: 'protocol-violation' | 'rejected' | 'canary-failed', message: string): Promise<void> {
+  private async reject(session: Submitter, lease: LeaseLookup, event: 'protocol-violation' | 'rejected' | 'canary-failed', message: string): Promise<void> {
     const { store, log } = this.deps;
     const outcome = await store.rejectResult(lease.token, Date.now(), this.deps.maxShardFailures, message);
     this.deps.metrics.shardsRejected.inc({ job_type: lease.job.type });
@@ -86,7 +86,7 @@ export class ResultIntake {
     else this.deps.onRequeued(1);
   }
 
-  private async apply(session: ContributorSession, lease: LiveLease, tile: Float32Array, verdict: Verdict): Promise<ResultReply> {
+  private async apply(session: Submitter, lease: LiveLease, tile: Float32Array, verdict: Verdict): Promise<ResultReply> {
     const { store, trust } = this.deps;
     if (verdict.kind === 'reject') {
       await this.reject(session, lease, lease.job.hidden ? 'canary-failed' : 'rejected', verdict.message);
@@ -105,7 +105,7 @@ export class ResultIntake {
       if (accepted.reason === 'ALREADY_VERIFIED') return err('LEASE_EXPIRED', `shard ${lease.shardId} was already completed by another contributor`);
       return err('JOB_CANCELLED', `job ${lease.job.id} is no longer running`);
     }
-    this.deps.onVerified(session, flops, Date.now() - lease.grantedAt);
+    this.deps.onVerified(session.sessionId, flops, Date.now() - lease.grantedAt);
     if (!lease.job.hidden) this.deps.metrics.shardsVerified.inc({ job_type: lease.job.type });
     this.deps.log.info(
       { jobId: lease.job.id, shardId: lease.shardId, contributorId: session.contributorId, ms: Date.now() - lease.grantedAt, gflop: flops / 1e9, canary: lease.job.hidden },

@@ -676,7 +676,9 @@ export class SqliteStore implements Store {
   }
 
   async getContributor(id: string): Promise<ContributorRecord | undefined> {
-    const r = this.stmt(`SELECT * FROM contributors WHERE id = ?`).get(id) as ContributorRow | undefined;
+    const r = this.stmt(`SELECT c.*, t.name AS team_name FROM contributors c LEFT JOIN teams t ON t.id = c.team_id WHERE c.id = ?`).get(id) as
+      | (ContributorRow & { team_name: string | null })
+      | undefined;
     if (!r) return undefined;
     return {
       id: r.id,
@@ -690,7 +692,7 @@ export class SqliteStore implements Store {
       trust: toTrust(r),
       statusReason: r.status_reason,
       name: r.display_name,
-      team: r.team_id ? ((this.stmt(`SELECT name FROM teams WHERE id = ?`).get(r.team_id) as { name: string } | undefined)?.name ?? null) : null,
+      team: r.team_name,
     };
   }
 
