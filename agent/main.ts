@@ -7,15 +7,15 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError } from 'commander';
 import { acquireGpu, GpuUnavailableError, type GpuHandle } from '../client/gpu/device';
+import { autotune, tuningKey } from '../client/gpu/autotune';
 import { MatmulKernel } from '../client/gpu/matmul-kernel';
 import { ContributorLoop } from '../client/worker/contributor-loop';
 import type { WorkerEvent } from '../client/worker/events';
-import { selfBenchmarkGflops } from '../client/worker/self-benchmark';
 import { createNodeGpu, listAdapters, NO_ADAPTER_HELP } from './dawn';
 import { parseHours, withinHours, type HoursWindow } from './hours';
+import { loadTuningFile, readShaderSources, saveTuningFile } from './kernels';
 
 interface Options {
   server: string;
@@ -61,7 +61,9 @@ async function main(opts: Options): Promise<void> {
     for (const a of adapters) console.log([a.vendor, a.architecture, a.device, a.description].filter(Boolean).join(' · ') || 'unnamed adapter');
     return;
   }
-  const shader = await readFile(join(dirname(fileURLToPath(import.meta.url)), '..', 'shaders', 'matmul-tiled.wgsl'), 'utf8');
+  const sources = await readShaderSources();
+  const userAgent = `tessera-agent/0.1.0 node/${process.versions.node}`;
+  const tuningFile = join(dirname(opts.tokenFile), 'kernel-tuning.json');
   let loop: ContributorLoop | undefined;
   let stopping = false;
   const totals = { verified: 0, rejected: 0, flops: 0, ms: 0 };
@@ -77,17 +79,25 @@ async function main(opts: Options): Promise<void> {
     } catch (err) {
       throw err instanceof GpuUnavailableError ? new GpuUnavailableError(`${err.message}\n${NO_ADAPTER_HELP}`) : err;
     }
-    const kernel = new MatmulKernel(handle.device, shader);
-    const gflops = await selfBenchmarkGflops(kernel);
+    const kernel = new MatmulKernel(handle.device, sources);
     const a = handle.adapter;
-    log(`GPU: ${[a.vendor, a.architecture, a.device, a.description].filter(Boolean).join(' · ') || 'unnamed adapter'}; self-benchmark ${gflops.toFixed(2)} GFLOPS; duty ${opts.duty}%`);
+    log(`GPU: ${[a.vendor, a.architecture, a.device, a.description].filter(Boolean).join(' · ') || 'unnamed adapter'}; duty ${opts.duty}%`);
+    const key = tuningKey(a, userAgent, sources);
+    let tuning = await loadTuningFile(tuningFile, key);
+    if (!tuning) {
+      log('timing the matmul kernels on this GPU (once per GPU, driver and agent version)');
+      tuning = await autotune(kernel, key);
+      await saveTuningFile(tuningFile, tuning).catch((err: unknown) => log(`could not keep the tuning in ${tuningFile}: ${String(err)}`));
+    }
+    kernel.setTuning(tuning);
+    log(`kernels: ${(['small', 'medium', 'large'] as const).map((c) => `${c} ${tuning.configs[c]} ${tuning.gflops[c].toFixed(2)} GFLOPS`).join(', ')}`);
     loop = new ContributorLoop({
       serverUrl: opts.server,
       gpu: handle,
       kernel,
       agentKind: 'agent',
-      userAgent: `tessera-agent/0.1.0 node/${process.versions.node}${opts.name ? ` name=${opts.name}` : ''}`,
-      gflops,
+      userAgent: `${userAgent}${opts.name ? ` name=${opts.name}` : ''}`,
+      tuning,
       duty: () => opts.duty / 100,
       mayWork: () => !opts.hours || withinHours(opts.hours, new Date()),
       loadToken: () => loadToken(opts.tokenFile),

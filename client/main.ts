@@ -65,6 +65,14 @@ function onEvent(e: WorkerEvent): void {
     case 'state':
       setState(e.state, e.message ?? '');
       break;
+    case 'tuning':
+      setState('tuning', `Timing the kernels on your GPU, once: ${e.progress.config} (${e.progress.done + 1} of ${e.progress.total})`);
+      break;
+    case 'tuned':
+      $('gpu-kernels').textContent =
+        (['small', 'medium', 'large'] as const).map((c) => `${c} tiles: ${e.tuning.configs[c]} (${e.tuning.gflops[c].toFixed(2)} GFLOPS)`).join(' · ') +
+        (e.cached ? '' : ` — tuned in ${(e.tuning.ms / 1000).toFixed(1)} s`);
+      break;
     case 'identity':
       $('contributor').textContent = e.contributorId;
       contributorId = e.contributorId;

@@ -20,6 +20,7 @@ const EnvSchema = z.object({
   TESSERA_MAX_LEASES_PER_CONTRIBUTOR: int(4, 1),
   TESSERA_SPECULATE_AFTER_MS: int(20_000, 0),
   TESSERA_CANARIES: z.enum(['on', 'off']).default('on'),
+  TESSERA_TILES_FOLLOW_KERNELS: z.enum(['on', 'off']).default('on'),
   TESSERA_KEY_MAX_JOBS: int(16, 1),
   TESSERA_KEY_MAX_STORED_BYTES: int(20 * 1024 ** 3, 1024),
   TESSERA_KEY_MAX_UPLOAD_BYTES: int(1024 ** 3, 1024),
@@ -49,6 +50,8 @@ export interface Config {
   maxLeasesPerContributor: number;
   speculateAfterMs: number;
   canaries: boolean;
+  /** Cut new jobs' tiles no smaller than the size at which online contributors' tuned kernels run efficiently. */
+  tilesFollowKernels: boolean;
   /** Limits given to keys created without their own (and to the local key). */
   keyDefaults: { maxConcurrentJobs: number; maxStoredBytes: number; maxUploadBytes: number; requestsPerMinute: number };
   resultTtlMs: number;
@@ -90,6 +93,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxLeasesPerContributor: e.TESSERA_MAX_LEASES_PER_CONTRIBUTOR,
     speculateAfterMs: e.TESSERA_SPECULATE_AFTER_MS,
     canaries: e.TESSERA_CANARIES === 'on',
+    tilesFollowKernels: e.TESSERA_TILES_FOLLOW_KERNELS === 'on',
     keyDefaults: {
       maxConcurrentJobs: e.TESSERA_KEY_MAX_JOBS,
       maxStoredBytes: e.TESSERA_KEY_MAX_STORED_BYTES,

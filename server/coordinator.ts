@@ -11,6 +11,7 @@ import { JobFinisher } from './jobs/job-finisher';
 import { createLogger, type Logger } from './logger';
 import { attachContributorChannel, contributorRoom, type ContributorServer } from './realtime/contributor-channel';
 import { IdleSessions } from './realtime/idle-sessions';
+import { TuningCensus } from './scheduler/tuning-census';
 import { Metrics } from './metrics/metrics';
 import { NetworkStats } from './community/network-stats';
 import { Dispatcher } from './scheduler/dispatcher';
@@ -70,6 +71,7 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
   const metrics = new Metrics(store);
   const network = new NetworkStats(store, metrics);
   const idle = new IdleSessions();
+  const census = new TuningCensus();
   const workAvailable = (shards: number) => {
     // Pipelining contributors take several shards each; waking a few more than needed costs little.
     for (const sessionId of idle.take(shards + 2)) io.to(sessionId).emit('work:available');
@@ -116,7 +118,7 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
       network.record(flops);
     },
   });
-  attachContributorChannel(io, { store, dispatcher, intake, trust, idle, metrics, rateLimit: config.rateLimit, helloTimeoutMs: config.helloTimeoutMs, log });
+  attachContributorChannel(io, { store, dispatcher, intake, trust, idle, census, metrics, rateLimit: config.rateLimit, helloTimeoutMs: config.helloTimeoutMs, log });
 
   let ready = false;
   app = createApp({
@@ -125,6 +127,7 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
     blobs,
     results,
     finisher,
+    census,
     intake,
     metrics,
     network,

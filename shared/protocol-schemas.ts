@@ -3,6 +3,7 @@
  * (types in protocol.ts are inferred from them).
  */
 import { z } from 'zod';
+import { MATMUL_CONFIG_IDS } from './matmul-configs';
 
 const isBytes = (v: unknown): v is Uint8Array | ArrayBuffer => v instanceof Uint8Array || v instanceof ArrayBuffer;
 
@@ -22,6 +23,15 @@ export const DeviceLimitsSchema = z.object({
   maxComputeInvocationsPerWorkgroup: finitePositiveInt.optional(),
 });
 
+const configId = z.enum(MATMUL_CONFIG_IDS);
+const tunedGflops = z.number().positive().max(1e6);
+
+/** The matmul configuration a contributor's tuning picked per tile size class, and its speed there. */
+export const KernelTuningSchema = z.object({
+  configs: z.object({ small: configId, medium: configId, large: configId }),
+  gflops: z.object({ small: tunedGflops, medium: tunedGflops, large: tunedGflops }),
+});
+
 export const HelloSchema = z.object({
   protocol: z.number().int(),
   /** Identity token from an earlier session; omitted on first join. */
@@ -38,6 +48,8 @@ export const HelloSchema = z.object({
       matmulGflops: z.number().positive().max(1e6),
     })
     .optional(),
+  /** The contributor's autotuned kernels (shared/matmul-configs.ts). */
+  kernels: KernelTuningSchema.optional(),
 });
 
 export const LeaseRequestSchema = z.object({

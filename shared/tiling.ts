@@ -46,11 +46,16 @@ export interface PlanOptions {
   maxPanelBytes?: number;
   /** Prefer tiles small enough that a job spreads over at least this many shards. */
   targetTiles?: number;
-  /** Candidate tile edges, largest first; multiples of the kernel's 64×64 workgroup tile. */
+  /** Candidate tile edges, largest first; multiples of the kernels' workgroup blocks. */
   edges?: readonly number[];
+  /**
+   * Stop shrinking tiles at this edge even if the job then spreads over fewer
+   * than targetTiles shards: below it, the contributors' kernels run inefficiently.
+   */
+  minEdge?: number;
 }
 
-export const DEFAULT_PLAN: Required<Omit<PlanOptions, 'limits'>> = {
+export const DEFAULT_PLAN: Required<Omit<PlanOptions, 'limits' | 'minEdge'>> = {
   maxPanelBytes: 16 * 1024 * 1024,
   targetTiles: 32,
   edges: [512, 256, 128, 64],
@@ -85,7 +90,7 @@ export function chooseTileShape(d: MatmulDims, opts: PlanOptions = {}): { rows: 
   for (const edge of edges) {
     const shape = fittingEdge(d, edge, budget);
     if (!shape) continue;
-    if (tileCount(d, shape.rows, shape.cols) >= target) return shape;
+    if (tileCount(d, shape.rows, shape.cols) >= target || (opts.minEdge !== undefined && edge <= opts.minEdge)) return shape;
     smallestFit = shape;
   }
   if (smallestFit) return smallestFit;

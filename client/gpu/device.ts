@@ -20,9 +20,10 @@ export function adapterInfo(adapter: GPUAdapter): AdapterInfo {
 
 /**
  * Used by the page's worker (navigator.gpu) and by the headless agent (Dawn's
- * Node binding) alike. Requests a device with the adapter's own storage-buffer limits (the
- * defaults are only the spec's minimums), so the coordinator can send the
- * largest panels this GPU can bind.
+ * Node binding) alike. Requests a device with the adapter's own storage-buffer
+ * and workgroup limits (the defaults are only the spec's minimums), so the
+ * coordinator can send the largest panels this GPU can bind and the kernel
+ * family can use its larger tiles.
  */
 export async function acquireGpu(
   gpu: GPU | undefined,
@@ -35,8 +36,13 @@ export async function acquireGpu(
   const wanted = {
     maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
     maxBufferSize: adapter.limits.maxBufferSize,
+    // Larger workgroup tiles in the matmul family need more than the 16 KiB default.
+    maxComputeWorkgroupStorageSize: adapter.limits.maxComputeWorkgroupStorageSize,
+    maxComputeInvocationsPerWorkgroup: adapter.limits.maxComputeInvocationsPerWorkgroup,
   };
-  const device = await adapter.requestDevice({ label: 'tessera', requiredLimits: wanted });
+  // Subgroups enable the shuffle-based matmul; timestamps let benchmarks time the GPU itself.
+  const requiredFeatures = (['subgroups', 'timestamp-query'] as const).filter((f) => adapter.features.has(f));
+  const device = await adapter.requestDevice({ label: 'tessera', requiredLimits: wanted, requiredFeatures });
   device.lost.then((info) => {
     if (info.reason !== 'destroyed') onLost(info.message || 'device lost');
   });

@@ -1,4 +1,5 @@
 import { openDB, type DBSchema, type IDBPDatabase } from 'idb';
+import type { TuningRecord } from '../gpu/autotune';
 
 /** What the contributor keeps across reloads, in IndexedDB (shared by the page and its worker). */
 interface TesseraDB extends DBSchema {
@@ -14,6 +15,16 @@ function db(): Promise<IDBPDatabase<TesseraDB>> {
     },
   });
   return dbPromise;
+}
+
+/** The kernel tuning for this device, if one was kept under the same key (adapter, browser, kernels). */
+export async function loadTuning(key: string): Promise<TuningRecord | undefined> {
+  const v = (await (await db()).get('settings', 'kernel-tuning')) as TuningRecord | undefined;
+  return v && typeof v === 'object' && v.key === key ? v : undefined;
+}
+
+export async function saveTuning(t: TuningRecord): Promise<void> {
+  await (await db()).put('settings', t, 'kernel-tuning');
 }
 
 export async function loadToken(): Promise<string | undefined> {

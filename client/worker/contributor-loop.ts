@@ -8,6 +8,7 @@ import {
   type ResultReply,
   type ServerToClientEvents,
 } from '../../shared/protocol';
+import type { KernelTuning } from '../../shared/matmul-configs';
 import type { GpuHandle } from '../gpu/device';
 import type { MatmulKernel } from '../gpu/matmul-kernel';
 import { BlobFetcher } from './blob-fetcher';
@@ -21,8 +22,8 @@ export interface LoopDeps {
   kernel: MatmulKernel;
   agentKind: 'page' | 'agent';
   userAgent: string;
-  /** Self-benchmark result sent with hello. */
-  gflops?: number;
+  /** The device's tuned kernels, reported with hello: the coordinator sizes leases and tiles by them. */
+  tuning?: KernelTuning;
   /** Share of wall time the GPU may be busy, in (0, 1]: after each tile the loop rests in proportion. */
   duty?: () => number;
   /** False outside the hours the owner allows; the loop then holds no work and waits. */
@@ -114,7 +115,12 @@ export class ContributorLoop {
       agent: { kind: this.deps.agentKind, userAgent: this.deps.userAgent },
       adapter: this.deps.gpu.adapter,
       limits: this.deps.gpu.limits,
-      ...(this.deps.gflops ? { benchmark: { matmulGflops: this.deps.gflops } } : {}),
+      ...(this.deps.tuning
+        ? {
+            benchmark: { matmulGflops: this.deps.tuning.gflops.medium },
+            kernels: { configs: this.deps.tuning.configs, gflops: this.deps.tuning.gflops },
+          }
+        : {}),
     });
     if (!reply.ok) {
       this.deps.emit({ type: 'state', state: 'error', message: `${reply.error.code}: ${reply.error.message}` });

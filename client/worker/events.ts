@@ -1,10 +1,13 @@
+import type { TuningProgress, TuningRecord } from '../gpu/autotune';
 import type { AdapterInfo, DeviceLimits, ProfileReply } from '../../shared/protocol';
 
-export type ContributorState = 'stopped' | 'connecting' | 'idle' | 'working' | 'error';
+export type ContributorState = 'stopped' | 'tuning' | 'connecting' | 'idle' | 'working' | 'error';
 
 export type WorkerEvent =
   | { type: 'state'; state: ContributorState; message?: string }
   | { type: 'identity'; contributorId: string }
+  | { type: 'tuning'; progress: TuningProgress }
+  | { type: 'tuned'; tuning: TuningRecord; cached: boolean }
   | { type: 'shard'; shardId: string; jobId: string; ok: boolean; computeMs: number; gflops: number; message?: string };
 
 export type ProbeResult = { ok: true; adapter: AdapterInfo; limits: DeviceLimits } | { ok: false; message: string };

@@ -1,11 +1,11 @@
 /// <reference lib="webworker" />
 import * as Comlink from 'comlink';
-import shaderCode from '../../shaders/matmul-tiled.wgsl?raw';
+import { autotune, tuningKey, type TuningRecord } from '../gpu/autotune';
 import { acquireGpu, type GpuHandle } from '../gpu/device';
 import { MatmulKernel } from '../gpu/matmul-kernel';
-import { loadToken, saveToken } from '../storage/identity-store';
+import { SHADER_SOURCES } from '../gpu/shader-sources';
+import { loadToken, loadTuning, saveToken, saveTuning } from '../storage/identity-store';
 import { ContributorLoop } from './contributor-loop';
-import { selfBenchmarkGflops } from './self-benchmark';
 import type { GpuWorkerApi, ProbeResult, WorkerEvent } from './events';
 
 /**
@@ -14,13 +14,14 @@ import type { GpuWorkerApi, ProbeResult, WorkerEvent } from './events';
  */
 let gpu: GpuHandle | undefined;
 let kernel: MatmulKernel | undefined;
+let tuning: TuningRecord | undefined;
 let loop: ContributorLoop | undefined;
 let listener: ((e: WorkerEvent) => void) | undefined;
 
 async function ensureGpu(): Promise<GpuHandle> {
   if (gpu) return gpu;
   gpu = await acquireGpu(navigator.gpu, (reason) => {
-    // A lost device cannot be reused: drop it and its pipeline, then start over on a new one.
+    // A lost device cannot be reused: drop it and its pipelines, then start over on a new one.
     gpu = undefined;
     kernel = undefined;
     const wasRunning = loop !== undefined;
@@ -29,8 +30,25 @@ async function ensureGpu(): Promise<GpuHandle> {
     listener?.({ type: 'state', state: 'error', message: `GPU device lost (${reason}); recovering` });
     if (wasRunning && listener) void api.start(currentServer, listener);
   });
-  kernel = new MatmulKernel(gpu.device, shaderCode);
+  kernel = new MatmulKernel(gpu.device, SHADER_SOURCES);
   return gpu;
+}
+
+/** Tunes once per adapter, browser and kernel version; later starts reuse the kept result. */
+async function ensureTuning(g: GpuHandle, k: MatmulKernel, emit: (e: WorkerEvent) => void): Promise<TuningRecord> {
+  const key = tuningKey(g.adapter, navigator.userAgent, SHADER_SOURCES);
+  if (tuning?.key === key) return tuning;
+  const kept = await loadTuning(key).catch(() => undefined);
+  if (kept) {
+    tuning = kept;
+    emit({ type: 'tuned', tuning: kept, cached: true });
+    return kept;
+  }
+  emit({ type: 'state', state: 'tuning', message: 'timing the kernels on this GPU (once)' });
+  tuning = await autotune(k, key, (progress) => emit({ type: 'tuning', progress }));
+  await saveTuning(tuning).catch(() => undefined); // private browsing: tune again next time
+  emit({ type: 'tuned', tuning, cached: false });
+  return tuning;
 }
 
 let currentServer = '';
@@ -51,14 +69,15 @@ const api: GpuWorkerApi = {
     listener = onEvent;
     const g = await ensureGpu();
     loop?.stop();
-    const gflops = await selfBenchmarkGflops(kernel!);
+    const t = await ensureTuning(g, kernel!, onEvent);
+    kernel!.setTuning(t);
     loop = new ContributorLoop({
       serverUrl,
       gpu: g,
       kernel: kernel!,
       agentKind: 'page',
       userAgent: navigator.userAgent,
-      gflops,
+      tuning: t,
       duty: () => duty,
       loadToken,
       saveToken,

@@ -37,7 +37,14 @@ export function createApp(deps: AppDeps): Express {
   app.disable('x-powered-by');
   const tp = config.trustProxy;
   app.set('trust proxy', tp === 'true' ? true : tp === 'false' ? false : /^\d+$/.test(tp) ? Number(tp) : tp);
-  app.use(helmet({ crossOriginEmbedderPolicy: false }));
+  // The bench page runs ONNX Runtime Web, whose WebAssembly needs 'wasm-unsafe-eval' (compiling wasm, not JS eval);
+  // every other page keeps helmet's default policy.
+  const benchCsp = helmet({
+    crossOriginEmbedderPolicy: false,
+    contentSecurityPolicy: { directives: { scriptSrc: ["'self'", "'wasm-unsafe-eval'"] } },
+  });
+  const defaultCsp = helmet({ crossOriginEmbedderPolicy: false });
+  app.use((req, res, next) => (req.path === '/bench' || req.path === '/bench.html' ? benchCsp : defaultCsp)(req, res, next));
   app.use(deps.metrics.httpMiddleware());
   app.use(requestLog(deps.log));
   // Same-origin only unless the operator lists other origins (a separate dashboard, a CDN-hosted page).

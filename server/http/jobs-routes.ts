@@ -1,4 +1,5 @@
 import { mkdir } from 'node:fs/promises';
+import type { TuningCensus } from '../scheduler/tuning-census';
 import { join } from 'node:path';
 import { Router, type Response } from 'express';
 import { z } from 'zod';
@@ -22,6 +23,7 @@ export interface JobsRouteDeps {
   blobs: BlobStore;
   results: ResultFiles;
   finisher: JobFinisher;
+  census: TuningCensus;
   log: Logger;
   onJobQueued(shards: number): void;
   onJobCancelled(revoked: { sessionId: string; shardId: string }[]): void;

@@ -7,6 +7,7 @@ import { HttpError } from '../http/http-error';
 import type { UploadedFile } from '../http/multipart';
 import type { BlobStore } from '../storage/blob-store';
 import type { ResultFiles } from '../storage/result-files';
+import type { TuningCensus } from '../scheduler/tuning-census';
 import type { JobRecord, NewShard, PanelRecord, Store, VerificationMethod } from '../store/store';
 
 export interface MatmulIntakeDeps {
@@ -14,6 +15,8 @@ export interface MatmulIntakeDeps {
   store: Store;
   blobs: BlobStore;
   results: ResultFiles;
+  /** Online contributors' tuned kernels: tiles are not cut below the size they run efficiently. */
+  census?: TuningCensus;
 }
 
 async function readHead(path: string): Promise<Uint8Array> {
@@ -127,7 +130,8 @@ export async function acceptMatmulJob(
   }
   let plan;
   try {
-    plan = planMatmulTiles({ m, k, n }, { maxPanelBytes: config.maxPanelBytes, targetTiles: config.targetTiles });
+    const minEdge = config.tilesFollowKernels ? deps.census?.preferredMinEdge() : undefined;
+    plan = planMatmulTiles({ m, k, n }, { maxPanelBytes: config.maxPanelBytes, targetTiles: config.targetTiles, ...(minEdge ? { minEdge } : {}) });
   } catch (err) {
     if (err instanceof TilingError) throw new HttpError(413, 'TOO_LARGE', err.message);
     throw err;

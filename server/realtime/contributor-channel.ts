@@ -14,11 +14,14 @@ import type { ProfileChange, Store } from '../store/store';
 import { checkDisplayName } from '../../shared/display-name';
 import { nameSkeleton, RESERVED_SKELETONS } from '../community/name-skeleton';
 import type { IdleSessions } from './idle-sessions';
+import type { KernelTuning } from '../../shared/matmul-configs';
+import type { TuningCensus } from '../scheduler/tuning-census';
 
 export interface SocketData {
   contributorId?: string;
   limits?: DeviceLimits;
   reportedGflops?: number;
+  tuning?: KernelTuning;
 }
 
 export type ContributorServer = Server<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;
@@ -31,6 +34,7 @@ export interface ChannelDeps {
   trust: TrustKeeper;
   rateLimit: { perSecond: number; burst: number };
   idle: IdleSessions;
+  census: TuningCensus;
   metrics: Metrics;
   helloTimeoutMs: number;
   log: Logger;
@@ -88,9 +92,9 @@ function handler<S extends z.ZodType, R extends Reply>(
 }
 
 function session(socket: ContributorSocket): ContributorSession | undefined {
-  const { contributorId, limits, reportedGflops } = socket.data;
+  const { contributorId, limits, reportedGflops, tuning } = socket.data;
   if (!contributorId || !limits) return undefined;
-  return { contributorId, sessionId: socket.id, limits, ...(reportedGflops ? { reportedGflops } : {}) };
+  return { contributorId, sessionId: socket.id, limits, ...(reportedGflops ? { reportedGflops } : {}), ...(tuning ? { tuning } : {}) };
 }
 
 const notIntroduced = { ok: false as const, error: { code: 'NOT_INTRODUCED' as const, message: 'send hello first' } };
@@ -151,6 +155,10 @@ export function attachContributorChannel(io: ContributorServer, deps: ChannelDep
         socket.data.limits = msg.limits;
         deps.metrics.contributorJoined(socket.id, msg.agent.kind, msg.adapter.vendor);
         if (msg.benchmark) socket.data.reportedGflops = msg.benchmark.matmulGflops;
+        if (msg.kernels) {
+          socket.data.tuning = msg.kernels;
+          deps.census.join(socket.id, msg.kernels);
+        }
         clearTimeout(helloTimer);
         log.info({ contributorId: contributor!.id, sessionId: socket.id, kind: msg.agent.kind, adapter: msg.adapter }, 'contributor joined');
         return { ok: true as const, contributorId: contributor!.id, token: token!, protocol: PROTOCOL_VERSION };
@@ -219,6 +227,7 @@ export function attachContributorChannel(io: ContributorServer, deps: ChannelDep
       // An oversized or unparsable frame closes the connection inside engine.io, before any handler runs.
       if (reason === 'transport error' || reason === 'parse error') report('protocol-violation', `connection closed: ${reason}`);
       idle.markBusy(socket.id);
+      deps.census.leave(socket.id);
       deps.metrics.contributorLeft(socket.id);
       dispatcher.sessionClosed(socket.id).catch((err: unknown) => log.error({ err }, 'releasing leases failed'));
     });

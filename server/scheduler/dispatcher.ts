@@ -5,6 +5,7 @@ import type { CanaryPool } from '../trust/canary-pool';
 import { canaryRate } from '../trust/reputation';
 import type { TrustKeeper } from '../trust/trust-keeper';
 import type { Metrics } from '../metrics/metrics';
+import type { KernelTuning } from '../../shared/matmul-configs';
 import { leaseDurationMs, shardFlops, updateEstimate, type LeasePolicy, type ThroughputEstimate } from './lease-policy';
 
 /** Who sent a result: all that the result path needs (a result sent over HTTP has no socket). */
@@ -17,6 +18,8 @@ export interface ContributorSession extends Submitter {
   limits: DeviceLimits;
   /** Self-benchmark from hello, if the contributor sent one. */
   reportedGflops?: number;
+  /** Autotuned kernels from hello: speed per tile size class. */
+  tuning?: KernelTuning;
 }
 
 export interface DispatcherNotifier {
@@ -50,10 +53,10 @@ export class Dispatcher {
   /** Per connected session: measured speed, and the panels of its last lease (to prefer tiles that reuse them). */
   private readonly sessions = new Map<string, { speed: ThroughputEstimate; last?: { jobId: string; rowPanel: number; colPanel: number } }>();
 
-  private sessionState(sessionId: string, reportedGflops?: number) {
+  private sessionState(sessionId: string, reportedGflops?: number, tuning?: KernelTuning) {
     let st = this.sessions.get(sessionId);
     if (!st) {
-      st = { speed: reportedGflops ? { reportedGflops } : {} };
+      st = { speed: { ...(reportedGflops ? { reportedGflops } : {}), ...(tuning ? { tunedGflops: tuning.gflops } : {}) } };
       this.sessions.set(sessionId, st);
     }
     return st;
@@ -71,7 +74,7 @@ export class Dispatcher {
     const trust = await this.deps.trust.current(session.contributorId);
     if (trust.status === 'banned') return [];
     const maxPanelBytes = Math.min(session.limits.maxStorageBufferBindingSize, session.limits.maxBufferSize);
-    const st = this.sessionState(session.sessionId, session.reportedGflops);
+    const st = this.sessionState(session.sessionId, session.reportedGflops, session.tuning);
     const leaseMsFor = (work: Parameters<typeof leaseDurationMs>[1]) => leaseDurationMs(this.deps.policy, work, st.speed);
     const canary = this.deps.canaries && Math.random() < canaryRate(trust) ? this.deps.canaries.take() : undefined;
     if (canary) {

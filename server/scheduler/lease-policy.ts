@@ -1,3 +1,4 @@
+import { sizeClassOf, type SizeClass } from '../../shared/matmul-configs';
 import type { ShardWork } from '../store/store';
 
 export interface LeasePolicy {
@@ -24,6 +25,8 @@ export interface ThroughputEstimate {
   measuredMsPerFlop?: number;
   /** Self-reported at join; used only until a measurement exists. */
   reportedGflops?: number;
+  /** Self-reported by tile size class from the contributor's kernel tuning; preferred over reportedGflops. */
+  tunedGflops?: Readonly<Record<SizeClass, number>>;
 }
 
 /** Slack over the expected time: a lease should lapse only when something is really wrong. */
@@ -32,13 +35,13 @@ const SAFETY = 4;
 /**
  * A lease lasts long enough for this contributor to fetch the panels and
  * compute the tile: from its measured speed once known, else from its
- * self-benchmark, else from the pessimistic defaults.
+ * tuned speed for this tile size (or self-benchmark), else from the pessimistic defaults.
  */
 export function leaseDurationMs(policy: LeasePolicy, work: ShardWork, speed: ThroughputEstimate = {}): number {
   const flops = shardFlops(work);
   const transferMs = ((work.a.bytes + work.b.bytes + work.rows * work.cols * 4) / policy.assumedBytesPerSecond) * 1000;
   if (speed.measuredMsPerFlop !== undefined) return Math.ceil(policy.baseMs + SAFETY * flops * speed.measuredMsPerFlop);
-  const gflops = speed.reportedGflops ?? policy.assumedFlopsPerSecond / 1e9;
+  const gflops = speed.tunedGflops?.[sizeClassOf(work.rows, work.cols)] ?? speed.reportedGflops ?? policy.assumedFlopsPerSecond / 1e9;
   const computeMs = flops / (gflops * 1e6);
   return Math.ceil(policy.baseMs + SAFETY * computeMs + transferMs);
 }

@@ -27,7 +27,8 @@ const text = (page: Page, sel: string) => page.$eval(sel, (el) => el.textContent
 async function busyFraction(page: Page, seed: number): Promise<number> {
   const busy0 = Number(await page.evaluate(() => document.body.dataset.busyMs ?? 0));
   const t0 = Date.now();
-  const job = await submitMatmul(coord.url, { rows: 512, cols: 512, data: randomMatrix(512, 512, seed) }, { rows: 512, cols: 512, data: randomMatrix(512, 512, seed + 1) });
+  // K = 4096 keeps each tile's compute well above the per-tile fixed costs (lease, downloads, result upload).
+  const job = await submitMatmul(coord.url, { rows: 512, cols: 4096, data: randomMatrix(512, 4096, seed) }, { rows: 4096, cols: 512, data: randomMatrix(4096, 512, seed + 1) });
   expect((await waitForJob(coord.url, job.id, 120_000)).status).toBe('completed');
   const busy1 = Number(await page.evaluate(() => document.body.dataset.busyMs ?? 0));
   return (busy1 - busy0) / (Date.now() - t0);

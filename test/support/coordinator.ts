@@ -37,7 +37,8 @@ export async function makeDataDir(): Promise<string> {
 }
 
 export function testConfig(dataDir: string, overrides: Partial<Config> = {}): Config {
-  return { ...loadConfig({ TESSERA_DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1' }), ...overrides };
+  // Tile shapes stay as each test asks (targetTiles), whatever kernels the test's contributors tuned.
+  return { ...loadConfig({ TESSERA_DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1' }), tilesFollowKernels: false, ...overrides };
 }
 
 export async function startTestCoordinator(overrides: Partial<Config> = {}, dataDir?: string): Promise<TestCoordinator> {

@@ -1,4 +1,5 @@
 import { io, type Socket } from 'socket.io-client';
+import type { KernelTuning } from '../../shared/matmul-configs';
 import { matmulReference } from '../../shared/matmul-reference';
 import {
   PROTOCOL_VERSION,
@@ -49,6 +50,7 @@ export class SimContributor {
   private readonly max: number;
   private running = false;
   private readonly gflops: number | undefined;
+  private readonly kernels: KernelTuning | undefined;
   /** How results go back: on the socket, or as an HTTP PUT as the page and agent send them. */
   private readonly transport: 'socket' | 'http';
   private wake: (() => void) | undefined;
@@ -56,12 +58,13 @@ export class SimContributor {
   constructor(
     private readonly url: string,
     private readonly behaviour: Behaviour = { kind: 'honest' },
-    opts: { token?: string; max?: number; gflops?: number; transport?: 'socket' | 'http' } = {},
+    opts: { token?: string; max?: number; gflops?: number; kernels?: KernelTuning; transport?: 'socket' | 'http' } = {},
   ) {
     this.transport = opts.transport ?? 'socket';
     this.token = opts.token;
     this.max = opts.max ?? 1;
     this.gflops = opts.gflops;
+    this.kernels = opts.kernels;
     this.socket = io(url, { transports: ['websocket'], reconnection: false, forceNew: true });
     this.socket.on('work:available', () => this.wakeUp());
   }
@@ -78,6 +81,7 @@ export class SimContributor {
       adapter: { vendor: 'cpu', architecture: 'reference', device: '', description: 'simulated contributor' },
       limits: WEBGPU_DEFAULT_LIMITS,
       ...(this.gflops ? { benchmark: { matmulGflops: this.gflops } } : {}),
+      ...(this.kernels ? { kernels: this.kernels } : {}),
     });
     if (!reply.ok) throw new Error(`hello failed: ${reply.error.message}`);
     this.contributorId = reply.contributorId;
