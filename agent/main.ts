@@ -117,6 +117,7 @@ async function main(opts: Options): Promise<void> {
       }
     }
     if (e.type === 'state' && (e.state === 'error' || e.state === 'connecting') && e.message) log(`${e.state}: ${e.message}`);
+    if (e.type === 'benchmark') log(`network benchmark for job ${e.jobId}: ${e.ok ? 'accepted' : `refused: ${e.message ?? ''}`}`);
     if (e.type === 'shard') {
       if (e.ok) {
         totals.verified++;

@@ -8,7 +8,7 @@
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { io } from 'socket.io-client';
-import { PROTOCOL_VERSION, type Lease } from '../shared/protocol';
+import { PROTOCOL_VERSION, type MatmulLease } from '../shared/protocol';
 import { WEBGPU_DEFAULT_LIMITS } from '../shared/tiling';
 import { makeDataDir, submitMatmul, waitForJob } from '../test/support/coordinator';
 import { spawnCoordinator } from '../test/support/coordinator-process';
@@ -26,7 +26,7 @@ function problem(m: number, k: number, n: number) {
   return { a, b };
 }
 
-function tileOf(a: Float32Array, k: number, lease: Lease, row0: number, col0: number): Float32Array {
+function tileOf(a: Float32Array, k: number, lease: MatmulLease, row0: number, col0: number): Float32Array {
   const c = new Float32Array(lease.rows * lease.cols);
   for (let i = 0; i < lease.rows; i++) for (let j = 0; j < lease.cols; j++) c[i * lease.cols + j] = a[(row0 + i) * k + ((col0 + j) % k)]!;
   return c;

@@ -45,7 +45,8 @@ async function main(): Promise<void> {
     ...values.shapes.split(',').filter(Boolean).map(parseShape),
   ];
   const coord = await startTestCoordinator({ clientDir: fileURLToPath(new URL('../dist/client', import.meta.url)) });
-  const browser = await launchBrowser();
+  // One evaluate runs a whole size: at 2048 on SwiftShader that is many minutes.
+  const browser = await launchBrowser({ protocolTimeoutMs: 3_600_000 });
   const rows: BenchRow[] = [];
   const skipped: { subject: string; shape: string; reason: string }[] = [];
   let environment: BenchReport['environment'] | undefined;

@@ -12,6 +12,7 @@ import { createLogger, type Logger } from './logger';
 import { attachContributorChannel, contributorRoom, type ContributorServer } from './realtime/contributor-channel';
 import { IdleSessions } from './realtime/idle-sessions';
 import { TuningCensus } from './scheduler/tuning-census';
+import { BenchmarkService } from './benchmarks/benchmark-service';
 import { Metrics } from './metrics/metrics';
 import { NetworkStats } from './community/network-stats';
 import { Dispatcher } from './scheduler/dispatcher';
@@ -87,9 +88,11 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
   });
   const canaries = config.canaries ? new CanaryPool(store, blobs, log) : undefined;
   canaries?.refill();
+  const benchmarks = new BenchmarkService({ store, trust, metrics, log, leaseBaseMs: config.leaseBaseMs });
   const dispatcher = new Dispatcher({
     store,
     trust,
+    benchmarks,
     ...(canaries ? { canaries } : {}),
     policy: { baseMs: config.leaseBaseMs, ...DEFAULT_LEASE_POLICY },
     sweepMs: config.leaseSweepMs,
@@ -128,6 +131,7 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
     results,
     finisher,
     census,
+    benchmarks,
     intake,
     metrics,
     network,

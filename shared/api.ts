@@ -7,7 +7,7 @@ import { z } from 'zod';
 
 export const JOB_STATUSES = ['queued', 'running', 'completed', 'failed', 'cancelled'] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
-export const JOB_TYPES = ['matmul'] as const;
+export const JOB_TYPES = ['matmul', 'benchmark'] as const;
 export type JobType = (typeof JOB_TYPES)[number];
 
 export const JobProgressSchema = z
@@ -68,6 +68,81 @@ export const SubmitFieldsSchema = z.object({
   priority: z.coerce.number().int().min(-10).max(10).default(0),
   verification: z.enum(['freivalds', 'replication']).default('freivalds'),
 });
+
+const positiveIntText = (name: string, min: number, max: number, dflt: number) =>
+  z.coerce.number({ message: `${name} must be a number` }).int(`${name} must be a whole number`).min(min, `${name}: at least ${min}`).max(max, `${name}: at most ${max}`).default(dflt);
+
+/** Form fields of POST /api/v1/jobs with type=benchmark (no files). */
+export const BenchmarkFieldsSchema = z.object({
+  kernel: z.string().describe('a configuration id (shared/matmul-configs.ts), or "autotuned" for each contributor’s tuned choice'),
+  sizes: z.string().optional().describe('square sizes, comma-separated: "256,512,1024"'),
+  shapes: z.string().optional().describe('M×K×N shapes, comma-separated: "1000x700x1300"'),
+  contributors: positiveIntText('contributors', 1, 256, 8).describe('at most this many distinct contributors run it'),
+  reps: positiveIntText('reps', 1, 50, 5),
+  warmup: positiveIntText('warmup', 0, 10, 1),
+  wait: positiveIntText('wait', 5, 86_400, 600).describe('seconds to wait for contributors; the job then completes with the runs it has'),
+  priority: z.coerce.number().int().min(-10).max(10).default(0),
+});
+
+const Spread = z.object({ median: z.number(), min: z.number(), max: z.number() });
+
+export const BenchmarkReportSchema = z
+  .object({
+    jobId: z.string(),
+    status: z.enum(JOB_STATUSES),
+    kernel: z.string(),
+    shapes: z.array(z.object({ m: z.number().int(), k: z.number().int(), n: z.number().int() })),
+    warmup: z.number().int(),
+    reps: z.number().int(),
+    contributorsWanted: z.number().int(),
+    contributorsRan: z.number().int(),
+    what: z.string().describe('what the figures include and how runs were checked'),
+    groups: z
+      .array(
+        z.object({
+          vendor: z.string(),
+          architecture: z.string(),
+          contributors: z.number().int(),
+          shapes: z.array(
+            z.object({
+              m: z.number().int(),
+              k: z.number().int(),
+              n: z.number().int(),
+              samples: z.number().int().describe('contributors with a timing at this shape'),
+              gflops: Spread.extend({ mean: z.number(), stdev: z.number() }).describe('across contributors: median of each one’s runs'),
+              configs: z.array(z.string()).describe('configurations that ran (differs per contributor for "autotuned")'),
+            }),
+          ),
+        }),
+      )
+      .describe('runs grouped by GPU vendor and architecture'),
+    runs: z.array(
+      z.object({
+        contributorId: z.string(),
+        adapter: z.object({ vendor: z.string(), architecture: z.string(), device: z.string(), description: z.string() }),
+        agent: z.string(),
+        shapes: z.array(
+          z.object({
+            m: z.number().int(),
+            k: z.number().int(),
+            n: z.number().int(),
+            config: z.string().optional(),
+            runs: z.number().int().optional(),
+            wallMs: Spread.optional(),
+            gpuMs: Spread.optional(),
+            gflops: z.number().optional().describe('2·M·N·K / median wall-clock ms'),
+            gpuGflops: z.number().optional(),
+            error: z.string().optional(),
+          }),
+        ),
+      }),
+    ),
+  })
+  .meta({ id: 'BenchmarkReport' });
+export type BenchmarkReport = z.infer<typeof BenchmarkReportSchema>;
+
+export const BenchmarkListSchema = z.object({ benchmarks: z.array(BenchmarkReportSchema.omit({ runs: true })) }).meta({ id: 'BenchmarkList' });
+export type BenchmarkList = z.infer<typeof BenchmarkListSchema>;
 
 export const ListQuerySchema = z.object({ limit: z.coerce.number().int().min(1).max(1000).default(100) });
 

@@ -50,6 +50,8 @@ export const HelloSchema = z.object({
     .optional(),
   /** The contributor's autotuned kernels (shared/matmul-configs.ts). */
   kernels: KernelTuningSchema.optional(),
+  /** Lease kinds this contributor can run; older agents know only matmul. */
+  accepts: z.array(z.enum(['matmul', 'benchmark'])).max(4).default(['matmul']),
 });
 
 export const LeaseRequestSchema = z.object({

@@ -67,7 +67,25 @@ export interface MatmulLease {
   /** Epoch milliseconds after which the lease lapses and the shard is reassigned. */
   deadline: number;
 }
-export type Lease = MatmulLease;
+/**
+ * A network benchmark run: time `kernel` at each shape on seeded inputs
+ * (shared/seeded.ts), report the timings and the probed elements of C by
+ * `PUT /api/v1/leases/<leaseToken>/benchmark`.
+ */
+export interface BenchmarkLease {
+  kind: 'benchmark';
+  shardId: string;
+  leaseToken: string;
+  jobId: string;
+  kernel: string;
+  shapes: { m: number; k: number; n: number }[];
+  warmup: number;
+  reps: number;
+  seed: number;
+  deadline: number;
+}
+
+export type Lease = MatmulLease | BenchmarkLease;
 
 export type LeaseReply =
   | { ok: true; leases: Lease[]; /** when no work was available: ask again after this long, or on `work:available` */ retryAfterMs?: number }
@@ -80,6 +98,9 @@ export type ResultMessage = z.input<typeof ResultSchema>;
  * `pending`: accepted, awaiting a replica from another contributor (replicated jobs); credit comes when it agrees.
  */
 export type ResultReply = { ok: true; status: 'verified' | 'pending' } | { ok: false; error: ProtocolError };
+
+/** `accepted`: the run's answers checked out and its timings count; `declined`: the device could run none of the shapes. */
+export type BenchmarkReply = { ok: true; status: 'accepted' | 'declined' } | { ok: false; error: ProtocolError };
 
 export type ReleaseMessage = z.input<typeof ReleaseSchema>;
 export type ReleaseReply = { ok: true } | { ok: false; error: ProtocolError };

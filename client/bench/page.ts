@@ -7,6 +7,7 @@
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 import naiveSource from '../../shaders/matmul-naive.wgsl?raw';
+import type { BenchmarkList } from '../../shared/api';
 import { autotune, tuningKey, type TuningRecord } from '../gpu/autotune';
 import { acquireGpu, type GpuHandle } from '../gpu/device';
 import { MatmulKernel } from '../gpu/matmul-kernel';
@@ -285,7 +286,45 @@ function showCompile(result: Awaited<ReturnType<BenchApi['compile']>>, code: str
   el.classList.toggle('error', !result.ok);
 }
 
+/** Past network benchmarks from the public API; every value goes in as text. */
+async function renderNetwork(): Promise<void> {
+  const el = $('network-results');
+  let list: BenchmarkList;
+  try {
+    const res = await fetch('/api/v1/benchmarks?limit=10');
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    list = (await res.json()) as BenchmarkList;
+  } catch (err) {
+    el.textContent = `Could not load network results (${err instanceof Error ? err.message : String(err)}).`;
+    return;
+  }
+  if (list.benchmarks.length === 0) {
+    el.textContent = 'No network benchmark has completed yet.';
+    return;
+  }
+  el.replaceChildren();
+  for (const b of list.benchmarks) {
+    const table = document.createElement('table');
+    table.className = 'network-bench';
+    table.createCaption().textContent = `${b.kernel} on ${b.contributorsRan} contributor${b.contributorsRan === 1 ? '' : 's'} (job ${b.jobId.slice(0, 8)})`;
+    const head = table.createTHead().insertRow();
+    for (const t of ['GPU', 'Shape', 'Contributors', 'GFLOPS median', 'min–max', 'σ']) head.insertCell().textContent = t;
+    const body = table.createTBody();
+    for (const g of b.groups) {
+      for (const s of g.shapes) {
+        const tr = body.insertRow();
+        for (const t of [`${g.vendor} ${g.architecture}`, shapeText(s), String(s.samples), fixed(s.gflops.median, 3), `${fixed(s.gflops.min, 3)}–${fixed(s.gflops.max, 3)}`, fixed(s.gflops.stdev, 3)]) tr.insertCell().textContent = t;
+      }
+    }
+    const wrap = document.createElement('div');
+    wrap.className = 'scroll';
+    wrap.append(table);
+    el.append(wrap);
+  }
+}
+
 async function main(): Promise<void> {
+  void renderNetwork();
   try {
     gpu = await acquireGpu(navigator.gpu, (reason) => {
       $('gpu-status').textContent = `The GPU device was lost (${reason}). Reload the page to continue.`;

@@ -11,7 +11,10 @@
  * compare like with like. Where the device has timestamp queries, our own
  * kernels also report GPU time (compute pass start to end).
  */
+import { seededMatrix } from '../../shared/seeded';
 import type { PreparedMatmul } from '../gpu/prepared-matmul';
+
+export { seededMatrix };
 
 export interface BenchShape {
   m: number;
@@ -79,18 +82,6 @@ const FULL_CHECK_MACS = 2 ** 26;
 const SAMPLES = 1024;
 /** Unit roundoff of float32. */
 const U = 2 ** -24;
-
-export function seededMatrix(count: number, seed: number): Float32Array {
-  const out = new Float32Array(count);
-  let s = seed >>> 0 || 1;
-  for (let i = 0; i < count; i++) {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    out[i] = ((s >>> 0) / 4294967296) * 2 - 1;
-  }
-  return out;
-}
 
 function spread(samples: number[]): Spread {
   const s = [...samples].sort((x, y) => x - y);

@@ -6,6 +6,7 @@
  */
 import { MATMUL_CONFIGS, SIZE_CLASS_EDGE, SIZE_CLASSES, type KernelTuning, type MatmulConfig, type SizeClass } from '../../shared/matmul-configs';
 import type { AdapterInfo } from '../../shared/protocol';
+import { seededMatrix } from '../../shared/seeded';
 import type { MatmulKernel, ShaderSources } from './matmul-kernel';
 
 export interface TuningProgress {
@@ -41,18 +42,6 @@ export function kernelVersion(sources: ShaderSources): string {
 
 export function tuningKey(adapter: AdapterInfo, userAgent: string, sources: ShaderSources): string {
   return JSON.stringify([adapter.vendor, adapter.architecture, adapter.device, adapter.description, userAgent, kernelVersion(sources)]);
-}
-
-function seeded(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    out[i] = ((s >>> 0) / 4294967296) * 2 - 1;
-  }
-  return out;
 }
 
 /** Checks a few elements against a float64 dot product: catches a configuration the driver miscompiles. */
@@ -101,8 +90,8 @@ export async function autotune(kernel: MatmulKernel, key: string, onProgress?: (
   let done = 0;
   for (const sizeClass of SIZE_CLASSES) {
     const edge = SIZE_CLASS_EDGE[sizeClass];
-    const a = seeded(edge * TUNE_K, 1);
-    const b = seeded(TUNE_K * edge, 2);
+    const a = seededMatrix(edge * TUNE_K, 1);
+    const b = seededMatrix(TUNE_K * edge, 2);
     const flops = 2 * edge * edge * TUNE_K;
     let best: { id: string; ms: number } | undefined;
     // The previous class's winner first: it is usually near the top, so losers are cut after one run.

@@ -2,7 +2,9 @@ import { io, type Socket } from 'socket.io-client';
 import {
   PROTOCOL_VERSION,
   type ClientToServerEvents,
+  type BenchmarkLease,
   type Lease,
+  type MatmulLease,
   type ProfileMessage,
   type ProfileReply,
   type ResultReply,
@@ -11,6 +13,7 @@ import {
 import type { KernelTuning } from '../../shared/matmul-configs';
 import type { GpuHandle } from '../gpu/device';
 import type { MatmulKernel } from '../gpu/matmul-kernel';
+import { runBenchmarkLease } from './benchmark-run';
 import { BlobFetcher } from './blob-fetcher';
 import type { WorkerEvent } from './events';
 
@@ -113,6 +116,7 @@ export class ContributorLoop {
       protocol: PROTOCOL_VERSION,
       ...(token ? { token } : {}),
       agent: { kind: this.deps.agentKind, userAgent: this.deps.userAgent },
+      accepts: ['matmul', 'benchmark'],
       adapter: this.deps.gpu.adapter,
       limits: this.deps.gpu.limits,
       ...(this.deps.tuning
@@ -138,7 +142,7 @@ export class ContributorLoop {
    * panels are already downloading, so the GPU does not wait on the network.
    */
   private async run(): Promise<void> {
-    const queue: { lease: Lease; panels: Promise<[ArrayBuffer, ArrayBuffer]> }[] = [];
+    const queue: { lease: Lease; panels: Promise<[ArrayBuffer, ArrayBuffer] | null> }[] = [];
     while (this.running) {
       const socket = this.socket;
       if (!socket?.connected || !this.introduced) {
@@ -161,7 +165,7 @@ export class ContributorLoop {
             continue;
           }
           for (const lease of reply.leases) {
-            const panels = Promise.all([this.blobs.get(lease.a), this.blobs.get(lease.b)]);
+            const panels = lease.kind === 'matmul' ? Promise.all([this.blobs.get(lease.a), this.blobs.get(lease.b)]) : Promise.resolve(null);
             panels.catch(() => undefined); // awaited below; avoid an unhandled rejection meanwhile
             queue.push({ lease, panels });
           }
@@ -172,7 +176,9 @@ export class ContributorLoop {
           }
         }
         const next = queue.shift()!;
-        await this.work(next.lease, await next.panels);
+        const panels = await next.panels;
+        if (next.lease.kind === 'benchmark') await this.benchmark(next.lease);
+        else await this.work(next.lease, panels!);
       } catch (err) {
         // Ack timeouts, failed downloads and dropped connections land here; the socket reconnects by itself.
         this.deps.emit({ type: 'state', state: 'error', message: err instanceof Error ? err.message : String(err) });
@@ -195,7 +201,22 @@ export class ContributorLoop {
     return { ok: false, error: { code: 'INTERNAL', message: body?.error?.message ?? `HTTP ${res.status}` } };
   }
 
-  private async work(lease: Lease, [a, b]: [ArrayBuffer, ArrayBuffer]): Promise<void> {
+  /** A network benchmark: timed alone (the loop computes one lease at a time), answered over HTTP. */
+  private async benchmark(lease: BenchmarkLease): Promise<void> {
+    this.deps.emit({ type: 'state', state: 'working', message: `timing ${lease.kernel} for a network benchmark` });
+    const result = await runBenchmarkLease(this.deps.kernel, lease);
+    const res = await fetch(new URL(`/api/v1/leases/${encodeURIComponent(lease.leaseToken)}/benchmark`, this.deps.serverUrl), {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(result),
+      signal: AbortSignal.timeout(ACK_TIMEOUT_MS),
+    });
+    const body = (await res.json().catch(() => undefined)) as ResultReply | { error?: { message?: string } } | undefined;
+    const ok = res.ok && body !== undefined && 'ok' in body && body.ok;
+    this.deps.emit({ type: 'benchmark', jobId: lease.jobId, ok, ...(ok ? {} : { message: (body && 'error' in body && body.error?.message) || `HTTP ${res.status}` }) });
+  }
+
+  private async work(lease: MatmulLease, [a, b]: [ArrayBuffer, ArrayBuffer]): Promise<void> {
     if (this.revoked.delete(lease.shardId)) return;
     this.deps.emit({ type: 'state', state: 'working' });
     const t0 = performance.now();

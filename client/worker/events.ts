@@ -8,6 +8,7 @@ export type WorkerEvent =
   | { type: 'identity'; contributorId: string }
   | { type: 'tuning'; progress: TuningProgress }
   | { type: 'tuned'; tuning: TuningRecord; cached: boolean }
+  | { type: 'benchmark'; jobId: string; ok: boolean; message?: string }
   | { type: 'shard'; shardId: string; jobId: string; ok: boolean; computeMs: number; gflops: number; message?: string };
 
 export type ProbeResult = { ok: true; adapter: AdapterInfo; limits: DeviceLimits } | { ok: false; message: string };

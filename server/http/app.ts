@@ -68,8 +68,8 @@ export function createApp(deps: AppDeps): Express {
   api.get('/openapi.json', (_req, res) => res.json(openapi));
   api.use(blobsRouter(deps.blobs, deps.metrics));
   api.use(contributorsRouter(deps.store));
-  api.use(networkRouter(deps.network));
-  api.use(resultsRouter(deps.store, deps.intake, deps.metrics));
+  api.use(networkRouter(deps.network, deps.benchmarks));
+  api.use(resultsRouter(deps.store, deps.intake, deps.metrics, deps.benchmarks));
   api.use(
     '/jobs',
     requireApiKey(deps.store),

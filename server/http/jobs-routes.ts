@@ -1,5 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import type { TuningCensus } from '../scheduler/tuning-census';
+import type { BenchmarkService } from '../benchmarks/benchmark-service';
 import { join } from 'node:path';
 import { Router, type Response } from 'express';
 import { z } from 'zod';
@@ -24,6 +25,7 @@ export interface JobsRouteDeps {
   results: ResultFiles;
   finisher: JobFinisher;
   census: TuningCensus;
+  benchmarks: BenchmarkService;
   log: Logger;
   onJobQueued(shards: number): void;
   onJobCancelled(revoked: { sessionId: string; shardId: string }[]): void;
@@ -74,6 +76,16 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
       if (!(JOB_TYPES as readonly string[]).includes(body.fields.type)) {
         throw new HttpError(400, 'UNKNOWN_JOB_TYPE', `unknown job type ${JSON.stringify(body.fields.type)}; one of: ${JOB_TYPES.join(', ')}`);
       }
+      if (body.fields.type === 'benchmark') {
+        const extra = Object.keys(body.files);
+        if (extra.length > 0) throw new HttpError(400, 'UNEXPECTED_FILE', `a benchmark takes no files (got ${extra.map((f) => JSON.stringify(f)).join(', ')}); its inputs are generated from a seed`);
+        const job = await deps.benchmarks.accept(body.fields, key.id);
+        res.locals.jobId = job.id;
+        deps.log.info({ requestId: res.locals.requestId, jobId: job.id, owner: key.name, type: 'benchmark', contributors: job.totalShards }, 'job accepted');
+        deps.onJobQueued(job.totalShards);
+        res.status(201).location(`/api/v1/jobs/${job.id}`).json(toJobView(job));
+        return;
+      }
       const fields = parseOrThrow(SubmitFieldsSchema, body.fields, 'form field');
       const job = await acceptMatmulJob(deps, body.files, {
         owner: key.id,
@@ -107,6 +119,11 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
 
   router.get('/jobs/:id/result', async (req, res) => {
     const job = await loadJob(req.params.id, res);
+    // A benchmark's result is its report, complete or so far: the runs are small and kept with the job.
+    if (job.type === 'benchmark') {
+      res.json(await deps.benchmarks.report(job));
+      return;
+    }
     if (job.status === 'completed' && job.resultDeleted) {
       throw new HttpError(410, 'RESULT_DELETED', `the result of job ${job.id} was deleted (results are kept ${config.resultTtlMs / 3_600_000} hours after completion)`);
     }

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ApiErrorSchema, ContributorStatsSchema, LeaderboardSchema, NetworkSnapshotSchema, JOB_TYPES, JobListSchema, JobProgressSchema, JobViewSchema, ListQuerySchema, SubmitFieldsSchema } from '../../shared/api';
+import { ApiErrorSchema, BenchmarkFieldsSchema, BenchmarkListSchema, BenchmarkReportSchema, ContributorStatsSchema, LeaderboardSchema, NetworkSnapshotSchema, JOB_TYPES, JobListSchema, JobProgressSchema, JobViewSchema, ListQuerySchema, SubmitFieldsSchema } from '../../shared/api';
 
 type Json = Record<string, unknown>;
 
@@ -38,11 +38,14 @@ export function buildOpenApi(version: string): Json {
     ['ContributorStats', ContributorStatsSchema],
     ['Leaderboard', LeaderboardSchema],
     ['NetworkSnapshot', NetworkSnapshotSchema],
+    ['BenchmarkReport', BenchmarkReportSchema],
+    ['BenchmarkList', BenchmarkListSchema],
   ] as const)
     registry.add(schema, { id });
   const components = strip(z.toJSONSchema(registry, { target: 'openapi-3.0', uri: (id) => `#/components/schemas/${id}` })) as { schemas: Json };
   const fields = inputSchema(SubmitFieldsSchema) as { properties: Json; required?: string[] };
   const listQuery = inputSchema(ListQuerySchema) as { properties: { limit: Json } };
+  const benchFields = inputSchema(BenchmarkFieldsSchema) as { properties: Json };
 
   return {
     openapi: '3.0.3',
@@ -68,15 +71,22 @@ export function buildOpenApi(version: string): Json {
       '/api/v1/jobs': {
         post: {
           summary: 'Submit a job',
-          description: `type=${JOB_TYPES.join('|')}: files a (M×K) and b (K×N), float32 .npy in C or Fortran order; inputs must be finite.`,
+          description:
+            `type=${JOB_TYPES.join('|')}. matmul: files a (M×K) and b (K×N), float32 .npy in C or Fortran order; inputs must be finite. ` +
+            'benchmark: no files; fields kernel, sizes and/or shapes, contributors, reps, warmup, wait — the kernel is timed on up to `contributors` distinct GPUs and the result is a BenchmarkReport.',
           requestBody: {
             required: true,
             content: {
               'multipart/form-data': {
                 schema: {
                   type: 'object',
-                  required: ['type', 'a', 'b'],
-                  properties: { ...fields.properties, a: { type: 'string', format: 'binary' }, b: { type: 'string', format: 'binary' } },
+                  required: ['type'],
+                  properties: {
+                    ...fields.properties,
+                    a: { type: 'string', format: 'binary', description: 'matmul: A (M×K)' },
+                    b: { type: 'string', format: 'binary', description: 'matmul: B (K×N)' },
+                    ...Object.fromEntries(Object.entries(benchFields.properties).filter(([k]) => k !== 'priority')),
+                  },
                 },
               },
             },
@@ -106,10 +116,13 @@ export function buildOpenApi(version: string): Json {
       },
       '/api/v1/jobs/{id}/result': {
         get: {
-          summary: 'The result as .npy',
+          summary: 'The result: C as .npy (matmul), or the report so far (benchmark)',
           parameters: [jobId],
           responses: {
-            '200': { description: 'C (M×N) as a float32 .npy', content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } },
+            '200': {
+              description: 'matmul: C (M×N) as a float32 .npy; benchmark: the runs and their grouping by adapter, at any status',
+              content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } }, 'application/json': { schema: ref('BenchmarkReport') } },
+            },
             '404': error('no such job of yours'),
             '409': error('not completed'),
             '410': error('the result expired or was deleted'),
@@ -169,6 +182,29 @@ export function buildOpenApi(version: string): Json {
             '415': error('not application/octet-stream'),
             '422': { description: 'wrong size, or failed verification', content: { 'application/json': { schema: { type: 'object' } } } },
           },
+        },
+      },
+      '/api/v1/leases/{token}/benchmark': {
+        put: {
+          summary: 'A contributor returns a benchmark run: timings and probed elements of C (see docs/protocol.md)',
+          security: [],
+          parameters: [{ name: 'token', in: 'path', required: true, description: 'the run’s lease token', schema: { type: 'string' } }],
+          requestBody: { required: true, content: { 'application/json': { schema: { type: 'object' } } } },
+          responses: {
+            '200': { description: '{ ok: true, status: "accepted" | "declined" }', content: { 'application/json': { schema: { type: 'object' } } } },
+            '400': { description: 'malformed result', content: { 'application/json': { schema: { type: 'object' } } } },
+            '404': { description: 'no such run', content: { 'application/json': { schema: { type: 'object' } } } },
+            '409': { description: 'the run lapsed or its job ended', content: { 'application/json': { schema: { type: 'object' } } } },
+            '422': { description: 'a probed element of C was wrong, or the timing implausible', content: { 'application/json': { schema: { type: 'object' } } } },
+          },
+        },
+      },
+      '/api/v1/benchmarks': {
+        get: {
+          summary: 'Completed network benchmarks, newest first, grouped by adapter (public)',
+          security: [],
+          parameters: [{ name: 'limit', in: 'query', required: false, schema: { type: 'integer', minimum: 1, maximum: 100, default: 20 } }],
+          responses: { '200': json(ref('BenchmarkList'), 'benchmarks'), '400': error('bad limit') },
         },
       },
       '/api/v1/network': {

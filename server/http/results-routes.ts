@@ -5,6 +5,7 @@ import type { ResultIntake } from '../scheduler/result-intake';
 import type { Store } from '../store/store';
 import { HttpError } from './http-error';
 import type { Metrics } from '../metrics/metrics';
+import type { BenchmarkService } from '../benchmarks/benchmark-service';
 
 const STATUS: Partial<Record<ProtocolErrorCode, number>> = {
   LEASE_UNKNOWN: 404,
@@ -21,17 +22,25 @@ const STATUS: Partial<Record<ProtocolErrorCode, number>> = {
  * the lease holder — is the credential; the result goes through exactly the
  * same checks as one sent on the socket.
  */
-export function resultsRouter(store: Store, intake: ResultIntake, metrics: Metrics): Router {
+export function resultsRouter(store: Store, intake: ResultIntake, metrics: Metrics, benchmarks: BenchmarkService): Router {
   const router = Router();
-  router.put(
-    '/leases/:token/result',
+  const limiter = () =>
     rateLimit({
       windowMs: 60_000,
       limit: 1200,
       standardHeaders: 'draft-8',
       legacyHeaders: false,
       handler: (_req, _res, next) => next(new HttpError(429, 'RATE_LIMITED', 'too many results from this address; slow down')),
-    }),
+    });
+  /** A network benchmark run's timings and probed elements of C, as JSON (shared/benchmark.ts). */
+  router.put('/leases/:token/benchmark', limiter(), express.json({ limit: '64kb' }), async (req, res) => {
+    if (!req.is('application/json')) throw new HttpError(415, 'UNSUPPORTED_MEDIA_TYPE', 'send the benchmark result as application/json');
+    const reply = await benchmarks.submit(String(req.params.token ?? ''), req.body as unknown);
+    res.status(reply.ok ? 200 : (STATUS[reply.error.code] ?? 400)).json(reply);
+  });
+  router.put(
+    '/leases/:token/result',
+    limiter(),
     express.raw({ type: 'application/octet-stream', limit: MAX_RESULT_BYTES }),
     async (req, res) => {
       if (!Buffer.isBuffer(req.body)) throw new HttpError(415, 'UNSUPPORTED_MEDIA_TYPE', 'send the tile as application/octet-stream (rows·cols little-endian float32)');

@@ -3,7 +3,7 @@ import { sha256Hex } from '../sha256';
 import type { Server, Socket } from 'socket.io';
 import type { z } from 'zod';
 import { describeZodError, HelloSchema, LeaseRequestSchema, ProfileSchema, ReleaseSchema, ResultSchema } from '../../shared/protocol-schemas';
-import { PROTOCOL_VERSION, type ClientToServerEvents, type DeviceLimits, type InterServerEvents, type ProtocolError, type ServerToClientEvents } from '../../shared/protocol';
+import { PROTOCOL_VERSION, type AdapterInfo, type ClientToServerEvents, type DeviceLimits, type InterServerEvents, type ProtocolError, type ServerToClientEvents } from '../../shared/protocol';
 import type { Logger } from '../logger';
 import type { Dispatcher, ContributorSession } from '../scheduler/dispatcher';
 import type { ResultIntake } from '../scheduler/result-intake';
@@ -22,6 +22,9 @@ export interface SocketData {
   limits?: DeviceLimits;
   reportedGflops?: number;
   tuning?: KernelTuning;
+  adapter?: AdapterInfo;
+  agentKind?: string;
+  accepts?: ('matmul' | 'benchmark')[];
 }
 
 export type ContributorServer = Server<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;
@@ -92,9 +95,18 @@ function handler<S extends z.ZodType, R extends Reply>(
 }
 
 function session(socket: ContributorSocket): ContributorSession | undefined {
-  const { contributorId, limits, reportedGflops, tuning } = socket.data;
+  const { contributorId, limits, reportedGflops, tuning, adapter, agentKind, accepts } = socket.data;
   if (!contributorId || !limits) return undefined;
-  return { contributorId, sessionId: socket.id, limits, ...(reportedGflops ? { reportedGflops } : {}), ...(tuning ? { tuning } : {}) };
+  return {
+    contributorId,
+    sessionId: socket.id,
+    limits,
+    ...(reportedGflops ? { reportedGflops } : {}),
+    ...(tuning ? { tuning } : {}),
+    ...(adapter ? { adapter } : {}),
+    ...(agentKind ? { agentKind } : {}),
+    ...(accepts ? { accepts } : {}),
+  };
 }
 
 const notIntroduced = { ok: false as const, error: { code: 'NOT_INTRODUCED' as const, message: 'send hello first' } };
@@ -155,6 +167,9 @@ export function attachContributorChannel(io: ContributorServer, deps: ChannelDep
         socket.data.limits = msg.limits;
         deps.metrics.contributorJoined(socket.id, msg.agent.kind, msg.adapter.vendor);
         if (msg.benchmark) socket.data.reportedGflops = msg.benchmark.matmulGflops;
+        socket.data.adapter = msg.adapter;
+        socket.data.agentKind = msg.agent.kind;
+        socket.data.accepts = msg.accepts;
         if (msg.kernels) {
           socket.data.tuning = msg.kernels;
           deps.census.join(socket.id, msg.kernels);

@@ -1,4 +1,5 @@
-import type { DeviceLimits, Lease } from '../../shared/protocol';
+import type { AdapterInfo, DeviceLimits, Lease } from '../../shared/protocol';
+import type { BenchmarkService } from '../benchmarks/benchmark-service';
 import type { Logger } from '../logger';
 import type { GrantedLease, Store } from '../store/store';
 import type { CanaryPool } from '../trust/canary-pool';
@@ -20,6 +21,10 @@ export interface ContributorSession extends Submitter {
   reportedGflops?: number;
   /** Autotuned kernels from hello: speed per tile size class. */
   tuning?: KernelTuning;
+  adapter?: AdapterInfo;
+  agentKind?: string;
+  /** Lease kinds it runs (hello `accepts`). */
+  accepts?: readonly ('matmul' | 'benchmark')[];
 }
 
 export interface DispatcherNotifier {
@@ -39,6 +44,8 @@ export interface DispatcherDeps {
   speculateAfterMs: number;
   log: Logger;
   notify: DispatcherNotifier;
+  /** Network benchmark runs go first to contributors that accept them. */
+  benchmarks?: BenchmarkService;
 }
 
 function toLease(g: GrantedLease): Lease {
@@ -75,6 +82,18 @@ export class Dispatcher {
     if (trust.status === 'banned') return [];
     const maxPanelBytes = Math.min(session.limits.maxStorageBufferBindingSize, session.limits.maxBufferSize);
     const st = this.sessionState(session.sessionId, session.reportedGflops, session.tuning);
+    // Only contributors in good standing time benchmarks: a quarantined one's figures would need checking twice.
+    if (this.deps.benchmarks && session.accepts?.includes('benchmark') && trust.status === 'active') {
+      const gflops = session.tuning?.gflops.large ?? session.reportedGflops;
+      const run = await this.deps.benchmarks.grant({
+        contributorId: session.contributorId,
+        sessionId: session.sessionId,
+        adapter: session.adapter ?? { vendor: '', architecture: '', device: '', description: '' },
+        agentKind: session.agentKind ?? 'unknown',
+        ...(gflops ? { gflops } : {}),
+      });
+      if (run) return [run];
+    }
     const leaseMsFor = (work: Parameters<typeof leaseDurationMs>[1]) => leaseDurationMs(this.deps.policy, work, st.speed);
     const canary = this.deps.canaries && Math.random() < canaryRate(trust) ? this.deps.canaries.take() : undefined;
     if (canary) {
@@ -115,6 +134,7 @@ export class Dispatcher {
 
   async sessionClosed(sessionId: string): Promise<void> {
     this.sessions.delete(sessionId);
+    await this.deps.benchmarks?.sessionClosed(sessionId);
     const n = await this.deps.store.releaseSession(sessionId, Date.now());
     if (n > 0) {
       this.deps.log.info({ sessionId, leases: n }, 'contributor left; its shards are queued again');
@@ -123,6 +143,7 @@ export class Dispatcher {
   }
 
   async sweep(): Promise<number> {
+    await this.deps.benchmarks?.sweep();
     const n = await this.deps.store.expireLeases(Date.now());
     if (n > 0) {
       this.deps.metrics.leaseExpiries.inc(n);

@@ -150,6 +150,31 @@ const MIGRATIONS: readonly string[] = [
     flops REAL NOT NULL
   );
   `,
+  // v2: network benchmark jobs. A run is one contributor timing the job's kernel;
+  // the partial unique index keeps a contributor to one live or finished run per job.
+  `
+  CREATE TABLE benchmark_specs (
+    job_id TEXT PRIMARY KEY REFERENCES jobs(id) ON DELETE CASCADE,
+    spec TEXT NOT NULL,
+    wait_until INTEGER NOT NULL
+  );
+  CREATE TABLE benchmark_runs (
+    token TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    contributor_id TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('active','done','declined','rejected','expired','released','cancelled')),
+    adapter TEXT NOT NULL,
+    agent_kind TEXT NOT NULL,
+    granted_at INTEGER NOT NULL,
+    deadline INTEGER NOT NULL,
+    ended_at INTEGER,
+    result TEXT
+  );
+  CREATE UNIQUE INDEX benchmark_runs_once ON benchmark_runs (job_id, contributor_id) WHERE state IN ('active','done','declined','rejected');
+  CREATE INDEX benchmark_runs_state ON benchmark_runs (state, deadline);
+  CREATE INDEX benchmark_runs_session ON benchmark_runs (session_id, state);
+  `,
 ];
 
 export function migrate(db: Database): void {

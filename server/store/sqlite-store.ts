@@ -5,6 +5,11 @@ import type { JobStatus, JobType } from '../../shared/api';
 import type { TrustRecord, TrustStatus } from '../trust/reputation';
 import { migrate } from './migrations';
 import type {
+  BenchmarkRunGrant,
+  BenchmarkRunLookup,
+  BenchmarkRunRecord,
+  BenchmarkRunState,
+  NewBenchmarkJob,
   AcceptOutcome,
   ApiKeyRecord,
   ContributorRecord,
@@ -239,6 +244,7 @@ export class SqliteStore implements Store {
         this.stmt(`UPDATE leases SET state = 'cancelled', ended_at = ? WHERE state = 'active' AND shard_id IN (SELECT id FROM shards WHERE job_id = ?)`)
           .run(now, id);
         this.stmt(`UPDATE shards SET state = 'cancelled' WHERE job_id = ? AND state IN ('queued','leased')`).run(id);
+        this.stmt(`UPDATE benchmark_runs SET state = 'cancelled', ended_at = ? WHERE job_id = ? AND state = 'active'`).run(now, id);
         this.stmt(`UPDATE jobs SET status = 'cancelled', reason = ?, leased_shards = 0, updated_at = ?, completed_at = ? WHERE id = ?`)
           .run(reason, now, now, id);
         return { job: this.jobById(id)!, revoked };
@@ -250,6 +256,8 @@ export class SqliteStore implements Store {
     this.db.transaction(() => {
       this.stmt(`UPDATE jobs SET status = ?, reason = ?, updated_at = ?, completed_at = ?, leased_shards = 0 WHERE id = ? AND ${ACTIVE_JOB}`)
         .run(status, reason ?? null, now, now, id);
+      // A benchmark finishing on its deadline leaves no run behind: late answers are refused.
+      this.stmt(`UPDATE benchmark_runs SET state = 'cancelled', ended_at = ? WHERE job_id = ? AND state = 'active'`).run(now, id);
       if (status === 'failed') {
         this.stmt(`UPDATE leases SET state = 'cancelled', ended_at = ? WHERE state = 'active' AND shard_id IN (SELECT id FROM shards WHERE job_id = ?)`)
           .run(now, id);
@@ -348,7 +356,7 @@ export class SqliteStore implements Store {
   }
 
   async jobsAwaitingFinalize(): Promise<JobRecord[]> {
-    const rows = this.stmt(`SELECT * FROM jobs WHERE ${ACTIVE_JOB} AND hidden = 0 AND verified_shards = total_shards`).all() as JobRow[];
+    const rows = this.stmt(`SELECT * FROM jobs WHERE ${ACTIVE_JOB} AND hidden = 0 AND type = 'matmul' AND verified_shards = total_shards`).all() as JobRow[];
     return rows.map(toJob);
   }
 
@@ -603,8 +611,106 @@ export class SqliteStore implements Store {
     return this.endLeasesWhere('deadline < ?', [now], 'expired', now);
   }
 
+  async createBenchmarkJob(job: NewBenchmarkJob): Promise<void> {
+    this.db.transaction(() => {
+      this.stmt(
+        `INSERT INTO jobs (id, type, status, owner, verification, priority, m, k, n, tile_rows, tile_cols, total_shards, created_at, updated_at)
+         VALUES (?, 'benchmark', 'queued', ?, 'freivalds', ?, ?, ?, ?, 0, 0, ?, ?, ?)`,
+      ).run(job.id, job.owner, job.priority, job.m, job.k, job.n, job.contributors, job.now, job.now);
+      this.stmt(`INSERT INTO benchmark_specs (job_id, spec, wait_until) VALUES (?, ?, ?)`).run(job.id, job.spec, job.waitUntil);
+    }).immediate();
+  }
+
+  async benchmarkSpec(jobId: string) {
+    const r = this.stmt(`SELECT spec, wait_until FROM benchmark_specs WHERE job_id = ?`).get(jobId) as { spec: string; wait_until: number } | undefined;
+    return r ? { spec: r.spec, waitUntil: r.wait_until } : undefined;
+  }
+
+  async grantBenchmarkRun(req: { contributorId: string; sessionId: string; adapter: string; agentKind: string; now: number; leaseMs: (spec: string) => number }) {
+    return this.db
+      .transaction((): BenchmarkRunGrant | undefined => {
+        const job = this.stmt(
+          `SELECT j.id, b.spec FROM jobs j JOIN benchmark_specs b ON b.job_id = j.id
+           WHERE j.type = 'benchmark' AND j.${ACTIVE_JOB}
+             AND (SELECT count(*) FROM benchmark_runs r WHERE r.job_id = j.id AND r.state IN ('active','done')) < j.total_shards
+             AND NOT EXISTS (SELECT 1 FROM benchmark_runs r WHERE r.job_id = j.id AND r.contributor_id = ? AND r.state IN ('active','done','declined','rejected'))
+           ORDER BY j.priority DESC, j.created_at ASC LIMIT 1`,
+        ).get(req.contributorId) as { id: string; spec: string } | undefined;
+        if (!job) return undefined;
+        const token = randomUUID();
+        const deadline = req.now + req.leaseMs(job.spec);
+        this.stmt(
+          `INSERT INTO benchmark_runs (token, job_id, contributor_id, session_id, state, adapter, agent_kind, granted_at, deadline) VALUES (?, ?, ?, ?, 'active', ?, ?, ?, ?)`,
+        ).run(token, job.id, req.contributorId, req.sessionId, req.adapter, req.agentKind, req.now, deadline);
+        this.stmt(`UPDATE jobs SET status = 'running', leased_shards = leased_shards + 1, last_granted_at = ?, updated_at = ? WHERE id = ?`).run(req.now, req.now, job.id);
+        return { token, jobId: job.id, spec: job.spec, deadline };
+      })
+      .immediate();
+  }
+
+  async findBenchmarkRun(token: string): Promise<BenchmarkRunLookup | undefined> {
+    const r = this.stmt(
+      `SELECT r.token, r.state, r.contributor_id, r.session_id, r.deadline, r.job_id, b.spec FROM benchmark_runs r JOIN benchmark_specs b ON b.job_id = r.job_id WHERE r.token = ?`,
+    ).get(token) as { token: string; state: BenchmarkRunState; contributor_id: string; session_id: string; deadline: number; job_id: string; spec: string } | undefined;
+    const job = r ? this.jobById(r.job_id) : undefined;
+    if (!r || !job) return undefined;
+    return { token: r.token, state: r.state, contributorId: r.contributor_id, sessionId: r.session_id, deadline: r.deadline, job, spec: r.spec };
+  }
+
+  async endBenchmarkRun(token: string, state: 'done' | 'declined' | 'rejected', now: number, result?: string) {
+    return this.db
+      .transaction(() => {
+        const r = this.stmt(`SELECT job_id FROM benchmark_runs WHERE token = ? AND state = 'active'`).get(token) as { job_id: string } | undefined;
+        if (!r) return { ended: false, done: 0, total: 0 };
+        this.stmt(`UPDATE benchmark_runs SET state = ?, ended_at = ?, result = ? WHERE token = ?`).run(state, now, result ?? null, token);
+        const counted = state === 'done' ? 1 : 0;
+        this.stmt(
+          `UPDATE jobs SET leased_shards = max(leased_shards - 1, 0), returned_shards = returned_shards + 1, verified_shards = verified_shards + ?, updated_at = ? WHERE id = ?`,
+        ).run(counted, now, r.job_id);
+        const job = this.jobById(r.job_id)!;
+        return { ended: true, done: job.verifiedShards, total: job.totalShards };
+      })
+      .immediate();
+  }
+
+  async endActiveBenchmarkRuns(filter: { sessionId: string } | { deadlineBefore: number } | { all: true }, now: number): Promise<number> {
+    const [where, params, state]: [string, unknown[], BenchmarkRunState] =
+      'sessionId' in filter ? ['session_id = ?', [filter.sessionId], 'released'] : 'deadlineBefore' in filter ? ['deadline < ?', [filter.deadlineBefore], 'expired'] : ['1 = 1', [], 'released'];
+    return this.db
+      .transaction(() => {
+        const jobs = this.stmt(`SELECT job_id, count(*) AS n FROM benchmark_runs WHERE state = 'active' AND ${where} GROUP BY job_id`).all(...params) as { job_id: string; n: number }[];
+        for (const j of jobs) this.stmt(`UPDATE jobs SET leased_shards = max(leased_shards - ?, 0), updated_at = ? WHERE id = ?`).run(j.n, now, j.job_id);
+        return this.stmt(`UPDATE benchmark_runs SET state = ?, ended_at = ? WHERE state = 'active' AND ${where}`).run(state, now, ...params).changes;
+      })
+      .immediate();
+  }
+
+  async benchmarkJobsDue(now: number): Promise<string[]> {
+    const rows = this.stmt(
+      `SELECT j.id FROM jobs j JOIN benchmark_specs b ON b.job_id = j.id
+       WHERE j.type = 'benchmark' AND j.${ACTIVE_JOB} AND (j.verified_shards >= j.total_shards OR b.wait_until <= ?)`,
+    ).all(now) as { id: string }[];
+    return rows.map((r) => r.id);
+  }
+
+  async benchmarkRuns(jobId: string): Promise<BenchmarkRunRecord[]> {
+    const rows = this.stmt(
+      `SELECT contributor_id, adapter, agent_kind, result, ended_at FROM benchmark_runs WHERE job_id = ? AND state = 'done' ORDER BY ended_at`,
+    ).all(jobId) as { contributor_id: string; adapter: string; agent_kind: string; result: string; ended_at: number }[];
+    return rows.map((r) => ({ contributorId: r.contributor_id, adapter: r.adapter, agentKind: r.agent_kind, result: r.result, endedAt: r.ended_at }));
+  }
+
+  async recentBenchmarks(limit: number) {
+    const rows = this.stmt(
+      `SELECT j.*, b.spec AS bench_spec FROM jobs j JOIN benchmark_specs b ON b.job_id = j.id
+       WHERE j.type = 'benchmark' AND j.status = 'completed' AND j.hidden = 0 ORDER BY j.completed_at DESC LIMIT ?`,
+    ).all(limit) as (JobRow & { bench_spec: string })[];
+    return rows.map((r) => ({ job: toJob(r), spec: r.bench_spec }));
+  }
+
   async releaseAllActiveLeases(now: number): Promise<number> {
-    return this.endLeasesWhere('1 = 1', [], 'released', now);
+    const runs = await this.endActiveBenchmarkRuns({ all: true }, now);
+    return runs + this.endLeasesWhere('1 = 1', [], 'released', now);
   }
 
   async createApiKey(k: KeyLimits & { id: string; name: string; keyHash: string; now: number }): Promise<void> {

@@ -203,6 +203,51 @@ export interface ProfileChange {
   team?: { display: string; skeleton: string } | null;
 }
 
+export interface NewBenchmarkJob {
+  id: string;
+  owner: string | null;
+  priority: number;
+  /** JSON of the BenchmarkSpec (shared/benchmark.ts). */
+  spec: string;
+  /** Largest dimensions among the shapes, shown as the job's shape. */
+  m: number;
+  k: number;
+  n: number;
+  contributors: number;
+  /** The job completes at this time with the runs it has, if fewer than `contributors` came. */
+  waitUntil: number;
+  now: number;
+}
+
+export type BenchmarkRunState = 'active' | 'done' | 'declined' | 'rejected' | 'expired' | 'released' | 'cancelled';
+
+export interface BenchmarkRunGrant {
+  token: string;
+  jobId: string;
+  spec: string;
+  deadline: number;
+}
+
+export interface BenchmarkRunLookup {
+  token: string;
+  state: BenchmarkRunState;
+  contributorId: string;
+  sessionId: string;
+  deadline: number;
+  job: JobRecord;
+  spec: string;
+}
+
+export interface BenchmarkRunRecord {
+  contributorId: string;
+  /** JSON of the contributor's AdapterInfo at the time of the run. */
+  adapter: string;
+  agentKind: string;
+  /** JSON of the BenchmarkResult. */
+  result: string;
+  endedAt: number;
+}
+
 export interface Store {
   createJob(job: NewJob): Promise<void>;
   getJob(id: string): Promise<JobRecord | undefined>;
@@ -266,6 +311,21 @@ export interface Store {
   findContributorByTokenHash(tokenHash: string): Promise<ContributorRecord | undefined>;
   touchContributor(id: string, kind: string, adapter: string, now: number): Promise<void>;
   getContributor(id: string): Promise<ContributorRecord | undefined>;
+
+  createBenchmarkJob(job: NewBenchmarkJob): Promise<void>;
+  benchmarkSpec(jobId: string): Promise<{ spec: string; waitUntil: number } | undefined>;
+  /** Hands this contributor a run of the oldest open benchmark it has not run yet, if any. */
+  grantBenchmarkRun(req: { contributorId: string; sessionId: string; adapter: string; agentKind: string; now: number; leaseMs: (spec: string) => number }): Promise<BenchmarkRunGrant | undefined>;
+  findBenchmarkRun(token: string): Promise<BenchmarkRunLookup | undefined>;
+  /** Ends an active run as done (counted), declined (could not run the kernel) or rejected (wrong answers). */
+  endBenchmarkRun(token: string, state: 'done' | 'declined' | 'rejected', now: number, result?: string): Promise<{ ended: boolean; done: number; total: number }>;
+  /** Ends active runs: of a session (released), past their deadline (expired), or all at start-up (released). */
+  endActiveBenchmarkRuns(filter: { sessionId: string } | { deadlineBefore: number } | { all: true }, now: number): Promise<number>;
+  /** Open benchmark jobs that have all their runs, or whose wait is over. */
+  benchmarkJobsDue(now: number): Promise<string[]>;
+  benchmarkRuns(jobId: string): Promise<BenchmarkRunRecord[]>;
+  /** The latest completed, listed benchmark jobs with their specs. */
+  recentBenchmarks(limit: number): Promise<{ job: JobRecord; spec: string }[]>;
 
   close(): void;
 }

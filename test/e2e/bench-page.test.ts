@@ -12,7 +12,8 @@ import { fileURLToPath } from 'node:url';
 import type { Browser, Page } from 'puppeteer-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchBrowser } from '../support/browser';
-import { startTestCoordinator, type TestCoordinator } from '../support/coordinator';
+import type { JobView } from '../../shared/api';
+import { benchmarkReport, postBenchmark, startTestCoordinator, waitForJob, type TestCoordinator } from '../support/coordinator';
 
 const clientDir = fileURLToPath(new URL('../../dist/client', import.meta.url));
 const artifacts = fileURLToPath(new URL('../../test-artifacts', import.meta.url));
@@ -126,6 +127,37 @@ describe('/bench page in Chromium', () => {
     expect(rows.map((r) => r[0])).toEqual(['register-r8', 'custom']);
     for (const r of rows) expect(r[6]).toMatch(/^pass/);
   }, 120_000);
+
+  it('a contributor page runs a network benchmark; the report groups it by adapter and the bench page shows it', async () => {
+    const contributor = await browser.newPage();
+    contributor.on('pageerror', (err) => pageErrors.push(String(err)));
+    await contributor.goto(`${coord.url}/?autostart=1`);
+    const res = await postBenchmark(coord.url, { kernel: 'autotuned', sizes: '64', shapes: '40x30x50', contributors: '1', reps: '2' });
+    expect(res.status).toBe(201);
+    const job = (await res.json()) as JobView;
+    expect((await waitForJob(coord.url, job.id, 120_000)).status).toBe('completed');
+    const report = await benchmarkReport(coord.url, job.id);
+    expect(report.runs).toHaveLength(1);
+    const run = report.runs[0]!;
+    expect(run.agent).toBe('page');
+    expect(run.adapter.vendor.length).toBeGreaterThan(0);
+    for (const s of run.shapes) {
+      expect(s.error).toBeUndefined();
+      expect(s.gflops).toBeGreaterThan(0);
+      expect(s.runs).toBe(2);
+    }
+    expect(report.groups).toHaveLength(1);
+    expect(report.groups[0]!.shapes.map((s) => s.samples)).toEqual([1, 1]);
+    await contributor.close();
+
+    await page.reload();
+    await page.waitForSelector('body[data-ready="true"]');
+    await page.waitForSelector('#network-results table');
+    const cells = await page.$$eval('#network-results tbody td', (tds) => tds.map((td) => td.textContent ?? ''));
+    expect(cells).toContain(`${report.groups[0]!.vendor} ${report.groups[0]!.architecture}`);
+    expect(cells).toContain('40×30×50');
+    await page.screenshot({ path: join(artifacts, 'bench-network.png'), fullPage: true });
+  }, 180_000);
 
   it('reads well on a phone', async () => {
     await page.setViewport({ width: 390, height: 844, deviceScaleFactor: 2 });

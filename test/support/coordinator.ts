@@ -6,7 +6,7 @@ import { loadConfig, type Config } from '../../server/config';
 import { startCoordinator, type Coordinator } from '../../server/coordinator';
 import { createLogger } from '../../server/logger';
 import { decodeNpy } from '../../shared/npy';
-import type { JobView } from '../../shared/api';
+import type { BenchmarkReport, JobView } from '../../shared/api';
 import { npyBlob } from './matrices';
 
 const keys = new Map<string, string>();
@@ -88,4 +88,19 @@ export async function downloadResult(url: string, id: string): Promise<{ shape: 
   const res = await fetch(`${url}/api/v1/jobs/${id}/result`, { headers: authHeaders(url) });
   if (!res.ok) throw new Error(`result ${id}: ${res.status} ${await res.text()}`);
   return decodeNpy(new Uint8Array(await res.arrayBuffer()));
+}
+
+/** POST /api/v1/jobs with type=benchmark and these fields; returns the raw response. */
+export async function postBenchmark(url: string, fields: Record<string, string>, files: Record<string, Blob> = {}): Promise<Response> {
+  const form = new FormData();
+  form.set('type', 'benchmark');
+  for (const [k, v] of Object.entries(fields)) form.set(k, v);
+  for (const [k, v] of Object.entries(files)) form.set(k, v, `${k}.npy`);
+  return fetch(`${url}/api/v1/jobs`, { method: 'POST', body: form, headers: authHeaders(url) });
+}
+
+export async function benchmarkReport(url: string, id: string): Promise<BenchmarkReport> {
+  const res = await fetch(`${url}/api/v1/jobs/${id}/result`, { headers: authHeaders(url) });
+  if (!res.ok) throw new Error(`benchmark report ${id}: ${res.status} ${await res.text()}`);
+  return (await res.json()) as BenchmarkReport;
 }

@@ -4,10 +4,13 @@ import { matmulReference } from '../../shared/matmul-reference';
 import {
   PROTOCOL_VERSION,
   type ClientToServerEvents,
-  type Lease,
+  type BenchmarkLease,
+  type LeaseReply,
+  type MatmulLease,
   type ResultReply,
   type ServerToClientEvents,
 } from '../../shared/protocol';
+import { inputSeeds, probePositions, seededElement } from '../../shared/seeded';
 import { WEBGPU_DEFAULT_LIMITS } from '../../shared/tiling';
 
 export type SimSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
@@ -46,11 +49,15 @@ export class SimContributor {
   contributorId = '';
   token: string | undefined;
   /** Every lease this contributor was granted, in order. */
-  readonly leases: Lease[] = [];
+  readonly leases: MatmulLease[] = [];
+  /** Benchmark runs this contributor answered, and how the coordinator took them. */
+  readonly benchmarkReplies: { jobId: string; status: number; body: unknown }[] = [];
   private readonly max: number;
   private running = false;
   private readonly gflops: number | undefined;
   private readonly kernels: KernelTuning | undefined;
+  private readonly benchmarks: boolean;
+  private readonly adapter: { vendor: string; architecture: string };
   /** How results go back: on the socket, or as an HTTP PUT as the page and agent send them. */
   private readonly transport: 'socket' | 'http';
   private wake: (() => void) | undefined;
@@ -58,13 +65,15 @@ export class SimContributor {
   constructor(
     private readonly url: string,
     private readonly behaviour: Behaviour = { kind: 'honest' },
-    opts: { token?: string; max?: number; gflops?: number; kernels?: KernelTuning; transport?: 'socket' | 'http' } = {},
+    opts: { token?: string; max?: number; gflops?: number; kernels?: KernelTuning; transport?: 'socket' | 'http'; benchmarks?: boolean; adapter?: { vendor: string; architecture: string } } = {},
   ) {
     this.transport = opts.transport ?? 'socket';
     this.token = opts.token;
     this.max = opts.max ?? 1;
     this.gflops = opts.gflops;
     this.kernels = opts.kernels;
+    this.benchmarks = opts.benchmarks ?? false;
+    this.adapter = opts.adapter ?? { vendor: 'cpu', architecture: 'reference' };
     this.socket = io(url, { transports: ['websocket'], reconnection: false, forceNew: true });
     this.socket.on('work:available', () => this.wakeUp());
   }
@@ -78,7 +87,8 @@ export class SimContributor {
       protocol: PROTOCOL_VERSION,
       ...(this.token ? { token: this.token } : {}),
       agent: { kind: 'simulated', userAgent: 'vitest' },
-      adapter: { vendor: 'cpu', architecture: 'reference', device: '', description: 'simulated contributor' },
+      adapter: { ...this.adapter, device: '', description: 'simulated contributor' },
+      ...(this.benchmarks ? { accepts: ['matmul', 'benchmark'] as const } : {}),
       limits: WEBGPU_DEFAULT_LIMITS,
       ...(this.gflops ? { benchmark: { matmulGflops: this.gflops } } : {}),
       ...(this.kernels ? { kernels: this.kernels } : {}),
@@ -113,7 +123,7 @@ export class SimContributor {
 
   private async loop(): Promise<void> {
     while (this.running && this.socket.connected) {
-      let reply;
+      let reply: LeaseReply;
       try {
         reply = await this.socket.timeout(10_000).emitWithAck('lease:request', { max: this.max });
       } catch (err) {
@@ -131,15 +141,18 @@ export class SimContributor {
         });
         continue;
       }
-      this.leases.push(...reply.leases);
-      if (this.behaviour.kind === 'other-shard' && reply.leases.length >= 2) {
-        const [x, y] = reply.leases as [Lease, Lease];
+      const benchmarks = reply.leases.filter((l): l is BenchmarkLease => l.kind === 'benchmark');
+      for (const run of benchmarks) await this.runBenchmark(run);
+      const leases = reply.leases.filter((l): l is MatmulLease => l.kind === 'matmul');
+      this.leases.push(...leases);
+      if (this.behaviour.kind === 'other-shard' && leases.length >= 2) {
+        const [x, y] = leases as [MatmulLease, MatmulLease];
         const [cx, cy] = [await this.compute(x), await this.compute(y)];
         await this.send(y, cx);
         await this.send(x, cy);
         continue;
       }
-      for (const lease of reply.leases) {
+      for (const lease of leases) {
         const done = await this.handle(lease);
         if (!done) return;
       }
@@ -147,7 +160,7 @@ export class SimContributor {
   }
 
   /** Returns false when this contributor stops working for good. */
-  private async handle(lease: Lease): Promise<boolean> {
+  private async handle(lease: MatmulLease): Promise<boolean> {
     const b = this.behaviour;
     if (b.kind === 'vanish' && this.stats.verified >= (b.afterShards ?? 0)) {
       this.disconnect();
@@ -178,7 +191,7 @@ export class SimContributor {
   private firstResult: { shardId: string; leaseToken: string; c: Uint8Array } | undefined;
   private firstTile: Float32Array | undefined;
 
-  private async send(lease: Lease, c: Float32Array): Promise<void> {
+  private async send(lease: MatmulLease, c: Float32Array): Promise<void> {
     if (!this.socket.connected) return;
     if (this.transport === 'http') {
       const res = await fetch(new URL(`/api/v1/leases/${lease.leaseToken}/result`, this.url), {
@@ -204,13 +217,39 @@ export class SimContributor {
     }
   }
 
-  async fetchPanel(ref: Lease['a']): Promise<Float32Array> {
+  async fetchPanel(ref: MatmulLease['a']): Promise<Float32Array> {
     const res = await fetch(new URL(ref.url, this.url));
     if (!res.ok) throw new Error(`blob fetch ${res.status}`);
     return new Float32Array(await res.arrayBuffer());
   }
 
-  async compute(lease: Lease): Promise<Float32Array> {
+  /**
+   * A benchmark run on the CPU: the probed elements of C from the seeded
+   * inputs (wrong ones when this contributor lies), timings that claim `gflops`.
+   */
+  private async runBenchmark(lease: BenchmarkLease): Promise<void> {
+    const gflops = this.gflops ?? 1;
+    const shapes = lease.shapes.map((shape, s) => {
+      const seeds = inputSeeds(lease.seed, s);
+      const probes = probePositions(shape, lease.seed, s).map((p) => {
+        const i = Math.floor(p / shape.n);
+        const j = p % shape.n;
+        let v = 0;
+        for (let q = 0; q < shape.k; q++) v += seededElement(seeds.a, i * shape.k + q) * seededElement(seeds.b, q * shape.n + j);
+        return this.behaviour.kind === 'honest' ? v : v + 1;
+      });
+      const ms = (2 * shape.m * shape.n * shape.k) / (gflops * 1e6);
+      return { config: 'register-r8', runs: lease.reps, wallMs: { median: ms, min: ms * 0.9, max: ms * 1.2 }, probes };
+    });
+    const res = await fetch(new URL(`/api/v1/leases/${lease.leaseToken}/benchmark`, this.url), {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ shapes }),
+    });
+    this.benchmarkReplies.push({ jobId: lease.jobId, status: res.status, body: await res.json() });
+  }
+
+  async compute(lease: MatmulLease): Promise<Float32Array> {
     const [a, b] = await Promise.all([this.fetchPanel(lease.a), this.fetchPanel(lease.b)]);
     return matmulReference(a, b, lease.rows, lease.k, lease.cols);
   }
