@@ -194,6 +194,8 @@ describe('progress, results and documents', () => {
         'GET /api/v1/contributors/{id}',
         'GET /api/v1/contributors/me',
         'PUT /api/v1/leases/{token}/result',
+        'PUT /api/v1/leases/{token}/benchmark',
+        'GET /api/v1/benchmarks',
         'GET /api/v1/network',
         'GET /api/v1/network/events',
         'GET /api/v1/leaderboard',
