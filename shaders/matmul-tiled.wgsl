@@ -21,12 +21,12 @@ struct Dims {
 @group(0) @binding(3) var<uniform> dims: Dims;
 
 const WG: u32 = 16u;        // threads per side of the workgroup
-const TPT: u32 = 4u;        // outputs per thread per side
+const TPT: u32 = 4u;        // outputs per thread per side (the accumulators' array size)
 const BLOCK: u32 = 64u;     // WG * TPT: side of the C block a workgroup computes
-const TK: u32 = 16u;        // depth of one staged slice
+override TK: u32 = 16u;     // depth of one staged slice: a multiple of 4 (each of the 256 threads loads TK/4 elements)
 
-var<workgroup> As: array<f32, 1024>; // BLOCK × TK, row-major
-var<workgroup> Bs: array<f32, 1024>; // TK × BLOCK, row-major
+var<workgroup> As: array<f32, BLOCK * TK>; // BLOCK × TK, row-major
+var<workgroup> Bs: array<f32, BLOCK * TK>; // TK × BLOCK, row-major
 
 @compute @workgroup_size(16, 16, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -46,8 +46,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   let slices = (dims.K + TK - 1u) / TK;
   for (var s = 0u; s < slices; s++) {
     let k0 = s * TK;
-    // 1024 elements of each slice, 256 threads: four loads each.
-    for (var l = 0u; l < 4u; l++) {
+    // BLOCK·TK elements of each slice, 256 threads: TK/4 loads each.
+    for (var l = 0u; l < TK / 4u; l++) {
       let idx = flat + l * 256u;
       let ar = idx / TK;
       let ak = idx % TK;

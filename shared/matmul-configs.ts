@@ -42,7 +42,7 @@ export const MATMUL_CONFIGS: readonly MatmulConfig[] = [
     id: 'tiled-64',
     shader: 'tiled',
     label: 'workgroup tiles 64×64, 4×4 scalar per thread',
-    constants: {},
+    constants: { TK: 16 },
     block: { rows: 64, cols: 64 },
     pad: 'none',
     needs: { subgroups: false, workgroupStorageBytes: 8192, invocations: 256 },

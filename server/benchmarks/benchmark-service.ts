@@ -180,6 +180,11 @@ export class BenchmarkService {
     for (const id of await this.deps.store.benchmarkJobsDue(now)) await this.finish(id);
   }
 
+  /** A run handed back unfinished (the contributor paused): another contributor, or this one later, may take it. */
+  async release(sessionId: string, token: string): Promise<boolean> {
+    return (await this.deps.store.endActiveBenchmarkRuns({ sessionId, token }, Date.now())) > 0;
+  }
+
   async sessionClosed(sessionId: string): Promise<void> {
     await this.deps.store.endActiveBenchmarkRuns({ sessionId }, Date.now());
   }

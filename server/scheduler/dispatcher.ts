@@ -126,7 +126,8 @@ export class Dispatcher {
 
   async release(session: ContributorSession, shardId: string, token: string): Promise<boolean> {
     const lease = await this.deps.store.findLease(token);
-    if (!lease || lease.shardId !== shardId) return false;
+    if (!lease) return shardId === token && ((await this.deps.benchmarks?.release(session.sessionId, token)) ?? false);
+    if (lease.shardId !== shardId) return false;
     const released = await this.deps.store.releaseLease(token, session.sessionId, Date.now());
     if (released) this.deps.notify.workAvailable(1);
     return released;

@@ -673,9 +673,12 @@ export class SqliteStore implements Store {
       .immediate();
   }
 
-  async endActiveBenchmarkRuns(filter: { sessionId: string } | { deadlineBefore: number } | { all: true }, now: number): Promise<number> {
+  async endActiveBenchmarkRuns(filter: { sessionId: string; token?: string } | { deadlineBefore: number } | { all: true }, now: number): Promise<number> {
     const [where, params, state]: [string, unknown[], BenchmarkRunState] =
-      'sessionId' in filter ? ['session_id = ?', [filter.sessionId], 'released'] : 'deadlineBefore' in filter ? ['deadline < ?', [filter.deadlineBefore], 'expired'] : ['1 = 1', [], 'released'];
+      'sessionId' in filter
+        ? filter.token !== undefined
+          ? ['session_id = ? AND token = ?', [filter.sessionId, filter.token], 'released']
+          : ['session_id = ?', [filter.sessionId], 'released'] : 'deadlineBefore' in filter ? ['deadline < ?', [filter.deadlineBefore], 'expired'] : ['1 = 1', [], 'released'];
     return this.db
       .transaction(() => {
         const jobs = this.stmt(`SELECT job_id, count(*) AS n FROM benchmark_runs WHERE state = 'active' AND ${where} GROUP BY job_id`).all(...params) as { job_id: string; n: number }[];

@@ -319,8 +319,8 @@ export interface Store {
   findBenchmarkRun(token: string): Promise<BenchmarkRunLookup | undefined>;
   /** Ends an active run as done (counted), declined (could not run the kernel) or rejected (wrong answers). */
   endBenchmarkRun(token: string, state: 'done' | 'declined' | 'rejected', now: number, result?: string): Promise<{ ended: boolean; done: number; total: number }>;
-  /** Ends active runs: of a session (released), past their deadline (expired), or all at start-up (released). */
-  endActiveBenchmarkRuns(filter: { sessionId: string } | { deadlineBefore: number } | { all: true }, now: number): Promise<number>;
+  /** Ends active runs: one handed back by its session or all of a session (released), past their deadline (expired), or all at start-up (released). */
+  endActiveBenchmarkRuns(filter: { sessionId: string; token?: string } | { deadlineBefore: number } | { all: true }, now: number): Promise<number>;
   /** Open benchmark jobs that have all their runs, or whose wait is over. */
   benchmarkJobsDue(now: number): Promise<string[]>;
   benchmarkRuns(jobId: string): Promise<BenchmarkRunRecord[]>;

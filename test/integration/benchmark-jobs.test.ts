@@ -4,6 +4,7 @@ import type { BenchmarkList, JobView } from '../../shared/api';
 import { authHeaders, benchmarkReport, postBenchmark, submitMatmul, waitForJob } from '../support/coordinator';
 import { useCoordinatorHarness } from '../support/harness';
 import { randomMatrix } from '../support/matrices';
+import { SimContributor } from '../support/sim-contributor';
 
 const h = useCoordinatorHarness({ canaries: false });
 const nvidia = { vendor: 'nvidia', architecture: 'ada' };
@@ -77,6 +78,19 @@ describe('network benchmark jobs', () => {
     expect(report.runs.map((r) => r.contributorId).sort()).toEqual([honest.contributorId, other.contributorId].sort());
     const me = (await (await fetch(`${h.coord.url}/api/v1/contributors/${liar.contributorId}`)).json()) as { rejectedShards: number; status: string };
     expect(me.status).not.toBe('active');
+  });
+
+  it('a run handed back with lease:release (the user paused) can be taken again', async () => {
+    await h.start();
+    const sim = h.track(await new SimContributor(h.coord.url, { kind: 'honest' }, { benchmarks: true }).connect());
+    const job = await submit({ kernel: 'register-r8', sizes: '32', contributors: '1' });
+    const first = await sim.socket.emitWithAck('lease:request', { max: 1 });
+    const run = first.ok ? first.leases[0] : undefined;
+    expect(run).toMatchObject({ kind: 'benchmark', jobId: job.id, kernel: 'register-r8', shapes: [{ m: 32, k: 32, n: 32 }] });
+    expect(await sim.socket.emitWithAck('lease:release', { shardId: run!.shardId, leaseToken: run!.leaseToken })).toEqual({ ok: true });
+    const again = await sim.socket.emitWithAck('lease:request', { max: 1 });
+    expect(again.ok && again.leases[0]).toMatchObject({ kind: 'benchmark', jobId: job.id });
+    expect(again.ok && again.leases[0]!.leaseToken).not.toBe(run!.leaseToken);
   });
 
   it('leaves contributors that do not take benchmarks to matmul work', async () => {

@@ -38,8 +38,9 @@ describe('scheduler under faults', () => {
   });
 
   it('keeps fast and 10× slower contributors busy and finishes without waiting on the slow tail', async () => {
-    await start({ speculateAfterMs: 400 });
-    const p = problem(256, 32, 256, 7);
+    await start({ speculateAfterMs: 400, targetTiles: 64 });
+    // 64 tiles: enough that the tiles the slow contributors grab at the start do not decide the count.
+    const p = problem(512, 32, 512, 7);
     const fast = [await spawn({ kind: 'honest', delayMs: 20 }, { gflops: 100 }), await spawn({ kind: 'honest', delayMs: 20 }, { gflops: 100 })];
     const slow = [await spawn({ kind: 'honest', delayMs: 200 }, { gflops: 10 }), await spawn({ kind: 'honest', delayMs: 200 }, { gflops: 10 })];
     const job = await submitMatmul(h.coord.url, p.a, p.b);
