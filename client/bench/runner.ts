@@ -83,11 +83,30 @@ const SAMPLES = 1024;
 /** Unit roundoff of float32. */
 const U = 2 ** -24;
 
-function spread(samples: number[]): Spread {
+export function spread(samples: number[]): Spread {
   const s = [...samples].sort((x, y) => x - y);
   const mid = s.length >> 1;
   const median = s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
   return { median, min: s[0]!, max: s[s.length - 1]! };
+}
+
+/**
+ * Warm-up, then `reps` timed runs: wall clock of each (launch to GPU
+ * completion) and, where the device has timestamp queries, GPU time. Shared
+ * with contributors' network benchmark runs, so both measure the same way.
+ */
+export async function timeRuns(prepared: PreparedMatmul, warmup: number, reps: number): Promise<{ wallMs: Spread; gpuMs?: Spread; runs: number }> {
+  for (let i = 0; i < warmup; i++) await prepared.run();
+  const wall: number[] = [];
+  const gpu: number[] = [];
+  for (let i = 0; i < reps; i++) {
+    const t0 = performance.now();
+    await prepared.run();
+    wall.push(performance.now() - t0);
+    const g = await prepared.gpuMs?.();
+    if (g !== undefined) gpu.push(g);
+  }
+  return { wallMs: spread(wall), ...(gpu.length === wall.length && gpu.length > 0 ? { gpuMs: spread(gpu) } : {}), runs: wall.length };
 }
 
 /** Positions checked for a shape: all of them, or a fixed sample that always includes the corners. */
@@ -154,22 +173,13 @@ export async function runBenchmark(
       try {
         prepared = await subject.prepare(m, k, n, a, b);
         if (prepared.resolved) row.resolved = prepared.resolved;
-        for (let i = 0; i < opts.warmup; i++) await prepared.run();
-        const wall: number[] = [];
-        const gpu: number[] = [];
-        for (let i = 0; i < opts.reps; i++) {
-          const t0 = performance.now();
-          await prepared.run();
-          wall.push(performance.now() - t0);
-          const g = await prepared.gpuMs?.();
-          if (g !== undefined) gpu.push(g);
-        }
-        row.runs = wall.length;
-        row.wallMs = spread(wall);
-        row.wallGflops = flops / (row.wallMs.median * 1e6);
-        if (gpu.length === wall.length && gpu.length > 0) {
-          row.gpuMs = spread(gpu);
-          row.gpuGflops = flops / (row.gpuMs.median * 1e6);
+        const t = await timeRuns(prepared, opts.warmup, opts.reps);
+        row.runs = t.runs;
+        row.wallMs = t.wallMs;
+        row.wallGflops = flops / (t.wallMs.median * 1e6);
+        if (t.gpuMs) {
+          row.gpuMs = t.gpuMs;
+          row.gpuGflops = flops / (t.gpuMs.median * 1e6);
         }
         row.check = checkProduct(await prepared.read(), a, b, shape);
       } catch (err) {

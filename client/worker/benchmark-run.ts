@@ -8,12 +8,8 @@ import type { BenchmarkResult, BenchmarkShapeResult } from '../../shared/benchma
 import { configRunsOn, MATMUL_CONFIGS } from '../../shared/matmul-configs';
 import type { BenchmarkLease } from '../../shared/protocol';
 import { inputSeeds, probePositions, seededMatrix } from '../../shared/seeded';
+import { timeRuns } from '../bench/runner';
 import type { MatmulKernel } from '../gpu/matmul-kernel';
-
-function spread(samples: number[]) {
-  const s = [...samples].sort((a, b) => a - b);
-  return { median: s[s.length >> 1]!, min: s[0]!, max: s[s.length - 1]! };
-}
 
 export async function runBenchmarkLease(kernel: MatmulKernel, lease: BenchmarkLease): Promise<BenchmarkResult> {
   const shapes: BenchmarkShapeResult[] = [];
@@ -28,24 +24,9 @@ export async function runBenchmarkLease(kernel: MatmulKernel, lease: BenchmarkLe
     try {
       const prepared = await kernel.prepare(config, m, k, n, seededMatrix(m * k, seeds.a), seededMatrix(k * n, seeds.b));
       try {
-        for (let i = 0; i < lease.warmup; i++) await prepared.run();
-        const wall: number[] = [];
-        const gpu: number[] = [];
-        for (let i = 0; i < lease.reps; i++) {
-          const t0 = performance.now();
-          await prepared.run();
-          wall.push(performance.now() - t0);
-          const g = await prepared.gpuMs?.();
-          if (g !== undefined) gpu.push(g);
-        }
+        const t = await timeRuns(prepared, lease.warmup, lease.reps);
         const c = await prepared.read();
-        shapes.push({
-          config: config.id,
-          runs: wall.length,
-          wallMs: spread(wall),
-          ...(gpu.length === wall.length ? { gpuMs: spread(gpu) } : {}),
-          probes: probePositions(shape, lease.seed, index).map((p) => c[p]!),
-        });
+        shapes.push({ config: config.id, ...t, probes: probePositions(shape, lease.seed, index).map((p) => c[p]!) });
       } finally {
         await prepared.dispose();
       }

@@ -3,6 +3,7 @@ import {
   PROTOCOL_VERSION,
   type ClientToServerEvents,
   type BenchmarkLease,
+  type BenchmarkReply,
   type Lease,
   type MatmulLease,
   type ProfileMessage,
@@ -211,7 +212,7 @@ export class ContributorLoop {
       body: JSON.stringify(result),
       signal: AbortSignal.timeout(ACK_TIMEOUT_MS),
     });
-    const body = (await res.json().catch(() => undefined)) as ResultReply | { error?: { message?: string } } | undefined;
+    const body = (await res.json().catch(() => undefined)) as BenchmarkReply | { error?: { message?: string } } | undefined;
     const ok = res.ok && body !== undefined && 'ok' in body && body.ok;
     this.deps.emit({ type: 'benchmark', jobId: lease.jobId, ok, ...(ok ? {} : { message: (body && 'error' in body && body.error?.message) || `HTTP ${res.status}` }) });
   }
