@@ -12,6 +12,8 @@ import { autotune, tuningKey, type TuningRecord } from '../gpu/autotune';
 import { acquireGpu, type GpuHandle } from '../gpu/device';
 import { MatmulKernel } from '../gpu/matmul-kernel';
 import { SHADER_SOURCES } from '../gpu/shader-sources';
+import { BINARY_OPS, InferenceOps, MATMUL_ACTIVATIONS, UNARY_OPS, type OpTensor } from '../gpu/inference-ops';
+import { INFERENCE_SOURCES } from '../gpu/inference-sources';
 import { loadTuning, saveTuning } from '../storage/identity-store';
 import { compileCustomKernel, customSubject, KernelCompileError, type CustomKernelSpec } from './custom-kernel';
 import { CPU_SUBJECT, rowsToCsv, runBenchmark, type BenchRow, type BenchShape, type BenchSubject } from './runner';
@@ -46,6 +48,34 @@ export interface BenchApi {
   tune(): Promise<TuningRecord>;
   run(req: BenchRequest): Promise<BenchReport>;
   compile(spec: CustomKernelSpec): Promise<{ ok: boolean; messages: { type: string; line: number; column: number; message: string }[]; error?: string }>;
+  /** Runs one inference kernel (shaders/inference-*.wgsl) on the given tensors; data travels as plain arrays. */
+  op(req: OpRequest): Promise<{ dims: number[]; data: number[] }>;
+}
+
+export interface OpRequest {
+  op: keyof typeof UNARY_OPS | keyof typeof BINARY_OPS | 'Softmax' | 'LayerNormalization' | 'Transpose' | 'MatMul';
+  inputs: { dims: number[]; data: number[] }[];
+  /** LayerNormalization: axis, epsilon; Transpose: perm; MatMul: bias (second input's columns), activation. */
+  attrs?: { axis?: number; epsilon?: number; perm?: number[]; bias?: number[]; activation?: keyof typeof MATMUL_ACTIVATIONS };
+}
+
+async function runOp(ops: InferenceOps, req: OpRequest): Promise<OpTensor> {
+  const t = req.inputs.map((x) => ({ dims: x.dims, data: Float32Array.from(x.data) }));
+  const a = req.attrs ?? {};
+  if (req.op in UNARY_OPS) return ops.unary(req.op as keyof typeof UNARY_OPS, t[0]!);
+  if (req.op in BINARY_OPS) return ops.binary(req.op as keyof typeof BINARY_OPS, t[0]!, t[1]!);
+  switch (req.op) {
+    case 'Softmax':
+      return ops.softmax(t[0]!);
+    case 'LayerNormalization':
+      return ops.layerNorm(t[0]!, a.axis ?? -1, t[1]!.data, t[2]?.data, a.epsilon ?? 1e-5);
+    case 'Transpose':
+      return ops.transpose(t[0]!, a.perm ?? t[0]!.dims.map((_, i, d) => d.length - 1 - i));
+    case 'MatMul':
+      return ops.matmul(t[0]!, t[1]!, a.bias ? Float32Array.from(a.bias) : undefined, a.activation ?? 'none');
+    default:
+      throw new Error(`unknown op ${String(req.op)}`);
+  }
 }
 
 declare global {
@@ -69,6 +99,7 @@ let tuning: TuningRecord | undefined;
 let lastReport: BenchReport | undefined;
 let chart: uPlot | undefined;
 let busy = false;
+let ops: InferenceOps | undefined;
 
 function environment(): BenchEnvironment {
   return {
@@ -395,6 +426,11 @@ async function main(): Promise<void> {
       const r = await compile(spec);
       showCompile(r, spec.code);
       return r;
+    },
+    async op(req) {
+      ops ??= new InferenceOps(gpu!.device, INFERENCE_SOURCES);
+      const out = await runOp(ops, req);
+      return { dims: out.dims, data: Array.from(out.data) };
     },
   };
   document.body.dataset.ready = 'true';
