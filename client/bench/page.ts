@@ -17,10 +17,11 @@ import { INFERENCE_SOURCES } from '../gpu/inference-sources';
 import { loadTuning, saveTuning } from '../storage/identity-store';
 import { compileCustomKernel, customSubject, KernelCompileError, type CustomKernelSpec } from './custom-kernel';
 import { CPU_SUBJECT, rowsToCsv, runBenchmark, type BenchRow, type BenchShape, type BenchSubject } from './runner';
+import { OP_SUBJECT_IDS, OP_SUBJECT_LABELS, opSubject } from './op-subjects';
 import { autotunedSubject, configSubject, contenderSubject, type ContenderSubjectId } from './subjects';
 
 export interface BenchRequest {
-  /** Subject ids: configuration ids, 'autotuned', 'tfjs-webgpu', 'ort-webgpu', 'cpu-js', 'custom'. */
+  /** Subject ids: configuration ids, 'autotuned', 'tfjs-webgpu', 'ort-webgpu', 'cpu-js', the inference ops ('op-softmax', …), 'custom'. */
   subjects: string[];
   shapes: BenchShape[];
   warmup: number;
@@ -139,10 +140,14 @@ async function subjectsFor(req: BenchRequest, progress: (t: string) => void): Pr
       progress(`Loading ${id}…`);
       out.push(await contenderSubject(id));
     } else if (id === 'cpu-js') out.push(CPU_SUBJECT);
+    else if (OP_SUBJECT_IDS.includes(id)) {
+      ops ??= new InferenceOps(gpu!.device, INFERENCE_SOURCES);
+      out.push(opSubject(ops, id)!);
+    }
     else if (id === 'custom') {
       if (!req.custom) throw new Error('the custom kernel was selected but no kernel was given');
       out.push(customSubject(gpu!.device, req.custom));
-    } else throw new Error(`unknown kernel "${id}"; known: ${kernel!.configs().map((c) => c.id).join(', ')}, autotuned, tfjs-webgpu, ort-webgpu, cpu-js, custom`);
+    } else throw new Error(`unknown kernel "${id}"; known: ${kernel!.configs().map((c) => c.id).join(', ')}, autotuned, tfjs-webgpu, ort-webgpu, cpu-js, ${OP_SUBJECT_IDS.join(', ')}, custom`);
   }
   return out;
 }
@@ -387,6 +392,8 @@ async function main(): Promise<void> {
   checkbox(kernels, 'autotuned', 'autotuned', true, 'the configuration this GPU’s tuning picks for each size');
   for (const c of kernel.configs()) checkbox(kernels, c.id, c.id, c.id === 'naive-16x16', c.label);
   for (const c of CONTENDERS) checkbox(kernels, c.id, c.label, false);
+  const opsBox = $('ops');
+  for (const id of OP_SUBJECT_IDS) checkbox(opsBox, id, id.replace(/^op-/, ''), false, OP_SUBJECT_LABELS[id]);
   const sizes = $('sizes');
   for (const s of SIZES) checkbox(sizes, String(s), String(s), s <= 512);
 
@@ -399,7 +406,7 @@ async function main(): Promise<void> {
     try {
       const include = $<HTMLInputElement>('custom-include').checked;
       req = {
-        subjects: [...checkedValues('kernels'), ...(include ? ['custom'] : [])],
+        subjects: [...checkedValues('kernels'), ...checkedValues('ops'), ...(include ? ['custom'] : [])],
         shapes: [...checkedValues('sizes').map((s) => ({ m: Number(s), k: Number(s), n: Number(s) })), ...parseShapes($<HTMLInputElement>('shapes').value)],
         warmup: Number($<HTMLInputElement>('warmup').value),
         reps: Number($<HTMLInputElement>('reps').value),

@@ -22,7 +22,7 @@ export interface BenchShape {
   n: number;
 }
 
-export type SubjectGroup = 'ours' | 'baseline' | 'custom' | 'contender' | 'cpu';
+export type SubjectGroup = 'ours' | 'baseline' | 'custom' | 'contender' | 'cpu' | 'op';
 
 export interface BenchSubject {
   id: string;
@@ -30,6 +30,10 @@ export interface BenchSubject {
   group: SubjectGroup;
   /** Uploads and compiles; may name what it resolved to (the autotuned choice). */
   prepare(m: number, k: number, n: number, a: Float32Array, b: Float32Array): Promise<PreparedMatmul & { resolved?: string }>;
+  /** Subjects that do not compute A·B (inference ops) bring their own check against a CPU reference… */
+  check?(out: Float32Array, a: Float32Array, b: Float32Array, shape: BenchShape): BenchCheck;
+  /** …and their own arithmetic count for GFLOPS (2·M·N·K otherwise). */
+  flops?(shape: BenchShape): number;
 }
 
 export interface BenchOptions {
@@ -168,6 +172,7 @@ export async function runBenchmark(
     for (const subject of subjects) {
       onProgress?.({ done: rows.length, total, subject: subject.id, shape });
       const row: BenchRow = { subject: subject.id, label: subject.label, group: subject.group, m, k, n };
+      const work = subject.flops?.(shape) ?? flops;
       rows.push(row);
       let prepared: (PreparedMatmul & { resolved?: string }) | undefined;
       try {
@@ -176,12 +181,13 @@ export async function runBenchmark(
         const t = await timeRuns(prepared, opts.warmup, opts.reps);
         row.runs = t.runs;
         row.wallMs = t.wallMs;
-        row.wallGflops = flops / (t.wallMs.median * 1e6);
+        row.wallGflops = work / (t.wallMs.median * 1e6);
         if (t.gpuMs) {
           row.gpuMs = t.gpuMs;
-          row.gpuGflops = flops / (t.gpuMs.median * 1e6);
+          row.gpuGflops = work / (t.gpuMs.median * 1e6);
         }
-        row.check = checkProduct(await prepared.read(), a, b, shape);
+        const out = await prepared.read();
+        row.check = subject.check ? subject.check(out, a, b, shape) : checkProduct(out, a, b, shape);
       } catch (err) {
         row.error = err instanceof Error ? err.message : String(err);
       } finally {

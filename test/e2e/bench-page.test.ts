@@ -96,6 +96,21 @@ describe('/bench page in Chromium', () => {
     expect(csv.slice(1).every((line) => line.includes(',pass,'))).toBe(true);
   });
 
+  it('times the inference ops and checks each against a CPU reference', async () => {
+    const offered = await page.$$eval('#ops input', (inputs) => inputs.map((i) => (i as HTMLInputElement).value));
+    expect(offered).toEqual(['op-softmax', 'op-layernorm', 'op-gelu', 'op-add-broadcast', 'op-transpose', 'op-matmul-bias-gelu']);
+    const report = (await page.evaluate(
+      (subjects) => window.tesseraBench!.run({ subjects, shapes: [{ m: 37, k: 130, n: 9 }, { m: 1, k: 1, n: 1 }], warmup: 1, reps: 2 }),
+      offered,
+    )) as { rows: { subject: string; error?: string; check?: { ok: boolean; method: string }; wallGflops?: number }[] };
+    expect(report.rows).toHaveLength(12);
+    for (const r of report.rows) {
+      expect(r.error, r.subject).toBeUndefined();
+      expect(r.check, r.subject).toMatchObject({ ok: true, method: 'full' });
+      expect(r.wallGflops).toBeGreaterThan(0);
+    }
+  }, 120_000);
+
   it('shows the WGSL compiler’s messages with line numbers for a broken kernel', async () => {
     const broken = (await page.$eval('#custom-code', (el) => (el as HTMLTextAreaElement).value)).replace('var acc = 0.0;', 'var acc = 0.0\n  let oops: u32 = 1.5;');
     await page.$eval('#custom-code', (el, code) => ((el as HTMLTextAreaElement).value = code), broken);
