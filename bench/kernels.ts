@@ -13,6 +13,7 @@ import { parseArgs } from 'node:util';
 import type { BenchReport, BenchRequest } from '../client/bench/page';
 import type { BenchRow, BenchShape } from '../client/bench/runner';
 import type { TuningRecord } from '../client/gpu/autotune';
+import { parseShapeText } from '../shared/tensor-shape';
 import { launchBrowser } from '../test/support/browser';
 import { startTestCoordinator } from '../test/support/coordinator';
 
@@ -31,9 +32,9 @@ const { values } = parseArgs({
 const SKIP_BELOW = 1 / 3;
 
 function parseShape(s: string): BenchShape {
-  const m = /^(\d+)x(\d+)x(\d+)$/.exec(s.trim());
-  if (!m) throw new Error(`--shapes: "${s}" is not MxKxN`);
-  return { m: Number(m[1]), k: Number(m[2]), n: Number(m[3]) };
+  const shape = parseShapeText(s);
+  if (!shape) throw new Error(`--shapes: "${s}" is not MxKxN`);
+  return shape;
 }
 
 const shapeText = (s: BenchShape) => `${s.m}×${s.k}×${s.n}`;

@@ -1,7 +1,8 @@
 // Batched C[b] = act(A[b] · B[b] + bias) with the bias (one per column) and
 // the activation fused into the store: ACT 0 none, 1 relu, 2 gelu (erf form).
 // A batch stride of 0 broadcasts an operand across the batch (weights). Each
-// thread computes a 4×4 block of C in registers; any M, K, N.
+// thread computes a 4×4 block of C in registers; any M, K, N. erf_f32 comes
+// from inference-erf.wgsl, which the host prepends.
 
 struct Dims {
   M: u32,
@@ -21,14 +22,6 @@ struct Dims {
 @group(0) @binding(4) var<uniform> dims: Dims;
 
 override ACT: u32 = 0u;
-
-fn erf_f32(x: f32) -> f32 {
-  let z = abs(x);
-  let t = 1.0 / (1.0 + 0.5 * z);
-  let r = t * exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 +
-          t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
-  return select(r - 1.0, 1.0 - r, x >= 0.0);
-}
 
 fn activate(v: f32) -> f32 {
   switch ACT {

@@ -1,26 +1,10 @@
 // Numerically stable softmax over the last axis: one workgroup per row,
 // subtracting the row's maximum before exp so large logits cannot overflow.
+// WG, scratch and reduce() come from inference-reduce.wgsl, which the host prepends.
 
 @group(0) @binding(0) var<storage, read> X: array<f32>;
 @group(0) @binding(1) var<storage, read_write> Y: array<f32>;
 @group(0) @binding(2) var<uniform> shape: vec4<u32>; // x: rows, y: row length
-
-const WG: u32 = 64u;
-var<workgroup> scratch: array<f32, WG>;
-
-fn reduce(lid: u32, v: f32, isMax: bool) -> f32 {
-  scratch[lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s = s / 2u) {
-    if (lid < s) {
-      scratch[lid] = select(scratch[lid] + scratch[lid + s], max(scratch[lid], scratch[lid + s]), isMax);
-    }
-    workgroupBarrier();
-  }
-  let r = scratch[0];
-  workgroupBarrier();
-  return r;
-}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {

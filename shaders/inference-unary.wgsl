@@ -1,20 +1,12 @@
 // y = f(x) element-wise, f chosen by the OP override: 0 identity, 1 relu,
 // 2 sigmoid, 3 tanh, 4 sqrt, 5 erf, 6 gelu (erf form), 7 gelu (tanh form).
+// erf_f32 comes from inference-erf.wgsl, which the host prepends.
 
 @group(0) @binding(0) var<storage, read> X: array<f32>;
 @group(0) @binding(1) var<storage, read_write> Y: array<f32>;
 @group(0) @binding(2) var<uniform> count: vec4<u32>; // x: elements
 
 override OP: u32 = 0u;
-
-// erf to float32 accuracy: Numerical Recipes' erfc (fractional error < 1.2e-7).
-fn erf_f32(x: f32) -> f32 {
-  let z = abs(x);
-  let t = 1.0 / (1.0 + 0.5 * z);
-  let r = t * exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 +
-          t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
-  return select(r - 1.0, 1.0 - r, x >= 0.0);
-}
 
 fn apply(v: f32) -> f32 {
   switch OP {

@@ -57,14 +57,26 @@ export function probeIsRight(value: number, shape: BenchmarkShape, seeds: { a: n
   const { k, n } = shape;
   const i = Math.floor(position / n);
   const j = position - i * n;
+  const row = Float32Array.from({ length: k }, (_, q) => seededElement(seeds.a, i * k + q));
+  const col = Float32Array.from({ length: k }, (_, q) => seededElement(seeds.b, q * n + j));
+  return dotErrorRatio(value, k, row, 0, 1, col, 0, 1) <= 1;
+}
+
+/**
+ * |value − a·b| over the float32 rounding bound γ_K·Σ|a_q b_q| of the float64
+ * dot product of a (from aOffset, every aStride) and b (likewise): ≤ 1 for a
+ * correct float32 result in any summation order; Infinity for NaN.
+ */
+export function dotErrorRatio(value: number, k: number, a: Float32Array, aOffset: number, aStride: number, b: Float32Array, bOffset: number, bStride: number): number {
   let ref = 0;
   let mag = 0;
   for (let q = 0; q < k; q++) {
-    const x = Math.fround(seededElement(seeds.a, i * k + q)) * Math.fround(seededElement(seeds.b, q * n + j));
+    const x = a[aOffset + q * aStride]! * b[bOffset + q * bStride]!;
     ref += x;
     mag += Math.abs(x);
   }
   const u = 2 ** -24;
   const gamma = (k * u) / (1 - k * u);
-  return Number.isFinite(value) && Math.abs(value - ref) <= gamma * mag + 1e-30;
+  const ratio = Math.abs(value - ref) / (gamma * mag + 1e-30);
+  return Number.isNaN(ratio) ? Infinity : ratio;
 }

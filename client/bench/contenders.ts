@@ -18,6 +18,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import * as ort from 'onnxruntime-web/webgpu';
 import onnxProto from 'onnx-proto';
+import { readBuffer } from '../gpu/matmul-kernel';
 
 export type ContenderId = 'tfjs-webgpu' | 'ort-webgpu';
 export interface ContenderInfo { id: ContenderId; label: string; version: string; }
@@ -187,17 +188,4 @@ async function loadOrt(wasmBase: string | undefined): Promise<Contender> {
     // ORT's WASM runtime and device are page-wide and cannot be torn down; sessions are released per prepare().
     async dispose() {},
   };
-}
-
-async function readBuffer(device: GPUDevice, src: GPUBuffer, bytes: number): Promise<Float32Array> {
-  const staging = device.createBuffer({ size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-  const encoder = device.createCommandEncoder();
-  encoder.copyBufferToBuffer(src, 0, staging, 0, bytes);
-  device.queue.submit([encoder.finish()]);
-  try {
-    await staging.mapAsync(GPUMapMode.READ);
-    return new Float32Array(staging.getMappedRange().slice(0));
-  } finally {
-    staging.destroy();
-  }
 }

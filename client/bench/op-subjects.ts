@@ -4,16 +4,10 @@
  * family, and is checked element by element against a CPU reference here.
  * GFLOPS for element-wise ops counts their arithmetic as noted per op.
  */
+import { gelu } from '../../shared/inference-math';
 import { InferenceOps, type PreparedTensorOp } from '../gpu/inference-ops';
 import type { BenchCheck, BenchShape, BenchSubject } from './runner';
 
-function erf(x: number): number {
-  const z = Math.abs(x);
-  const t = 1 / (1 + 0.5 * z);
-  const r = t * Math.exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
-  return x >= 0 ? 1 - r : r - 1;
-}
-const gelu = (v: number) => 0.5 * v * (1 + erf(v / Math.SQRT2));
 /** Per-column vectors (bias, scale) derived from the shape, so the reference can rebuild them. */
 const columnVector = (n: number, phase: number) => Float32Array.from({ length: n }, (_, j) => Math.cos(j * 0.37 + phase) * 0.5 + phase);
 

@@ -8,6 +8,7 @@ import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 import naiveSource from '../../shaders/matmul-naive.wgsl?raw';
 import type { BenchmarkList } from '../../shared/api';
+import { parseShapeText } from '../../shared/tensor-shape';
 import { autotune, tuningKey, type TuningRecord } from '../gpu/autotune';
 import { acquireGpu, type GpuHandle } from '../gpu/device';
 import { MatmulKernel } from '../gpu/matmul-kernel';
@@ -280,9 +281,9 @@ export function parseShapes(text: string): BenchShape[] {
     .map((s) => s.trim())
     .filter(Boolean)
     .map((s) => {
-      const m = /^(\d+)\s*[x×*]\s*(\d+)\s*[x×*]\s*(\d+)$/i.exec(s);
-      if (!m) throw new Error(`"${s}" is not a shape; write M×K×N, e.g. 300x200x500`);
-      return { m: Number(m[1]), k: Number(m[2]), n: Number(m[3]) };
+      const shape = parseShapeText(s);
+      if (!shape) throw new Error(`"${s}" is not a shape; write M×K×N, e.g. 300x200x500`);
+      return shape;
     });
 }
 

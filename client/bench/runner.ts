@@ -11,7 +11,7 @@
  * compare like with like. Where the device has timestamp queries, our own
  * kernels also report GPU time (compute pass start to end).
  */
-import { seededMatrix } from '../../shared/seeded';
+import { dotErrorRatio, seededMatrix } from '../../shared/seeded';
 import type { PreparedMatmul } from '../gpu/prepared-matmul';
 
 export { seededMatrix };
@@ -84,8 +84,6 @@ export interface BenchProgress {
 /** Products up to this many multiply-adds are checked in full; above, by sampling. */
 const FULL_CHECK_MACS = 2 ** 26;
 const SAMPLES = 1024;
-/** Unit roundoff of float32. */
-const U = 2 ** -24;
 
 export function spread(samples: number[]): Spread {
   const s = [...samples].sort((x, y) => x - y);
@@ -136,21 +134,12 @@ export function checkProduct(c: Float32Array, a: Float32Array, b: Float32Array, 
   const { m, k, n } = shape;
   if (c.length !== m * n) return { ok: false, method: 'full', checked: 0, worstRatio: Infinity };
   const { method, positions } = checkPositions(shape);
-  const gamma = (k * U) / (1 - k * U);
   let worst = 0;
   let checked = 0;
   for (const p of positions) {
     const i = Math.floor(p / n);
     const j = p - i * n;
-    let ref = 0;
-    let mag = 0;
-    for (let q = 0; q < k; q++) {
-      const x = a[i * k + q]! * b[q * n + j]!;
-      ref += x;
-      mag += Math.abs(x);
-    }
-    const ratio = Math.abs(c[p]! - ref) / (gamma * mag + 1e-30);
-    if (!(ratio <= worst)) worst = Number.isNaN(ratio) ? Infinity : ratio;
+    worst = Math.max(worst, dotErrorRatio(c[p]!, k, a, i * k, 1, b, j, n));
     checked++;
   }
   return { ok: worst <= 1, method, checked, worstRatio: worst };

@@ -6,7 +6,7 @@
  */
 import { MATMUL_CONFIGS, SIZE_CLASS_EDGE, SIZE_CLASSES, type KernelTuning, type MatmulConfig, type SizeClass } from '../../shared/matmul-configs';
 import type { AdapterInfo } from '../../shared/protocol';
-import { seededMatrix } from '../../shared/seeded';
+import { dotErrorRatio, seededMatrix } from '../../shared/seeded';
 import type { MatmulKernel, ShaderSources } from './matmul-kernel';
 
 export interface TuningProgress {
@@ -49,13 +49,7 @@ function spotCheck(c: Float32Array, a: Float32Array, b: Float32Array, m: number,
   for (let s = 0; s < 16; s++) {
     const i = (s * 7919) % m;
     const j = (s * 104729 + 13) % n;
-    let ref = 0;
-    let mag = 0;
-    for (let p = 0; p < k; p++) {
-      ref += a[i * k + p]! * b[p * n + j]!;
-      mag += Math.abs(a[i * k + p]! * b[p * n + j]!);
-    }
-    if (!(Math.abs(c[i * n + j]! - ref) <= 1e-5 * mag + 1e-6)) return false;
+    if (!(dotErrorRatio(c[i * n + j]!, k, a, i * k, 1, b, j, n) <= 1)) return false;
   }
   return true;
 }

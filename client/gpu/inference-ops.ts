@@ -1,9 +1,12 @@
 /**
  * Host side of the inference kernels (shaders/inference-*.wgsl): each op on
- * float32 tensors, pipelines compiled once per (kernel, override) pair. These
- * calls upload, dispatch and read back one op at a time — what the op tests
- * and the bench use; the model planner will keep tensors on the GPU between ops.
+ * float32 tensors, pipelines compiled once per (kernel, override) pair.
+ * prepare*() uploads an op's inputs and keeps its buffers for repeated runs
+ * (the bench times those); the plain methods run an op once and read it back
+ * (the op tests). The model planner will keep tensors on the GPU between ops.
  */
+import { broadcastShapes, shapeSize, stridesOf } from '../../shared/tensor-shape';
+
 export type InferenceShader = 'unary' | 'binary' | 'softmax' | 'layernorm' | 'transpose' | 'matmul';
 export type InferenceSources = Readonly<Record<InferenceShader, string>>;
 
@@ -17,23 +20,6 @@ export const BINARY_OPS = { Add: 0, Sub: 1, Mul: 2, Div: 3, Pow: 4 } as const;
 export const MATMUL_ACTIVATIONS = { none: 0, relu: 1, gelu: 2 } as const;
 
 const MAX_RANK = 6;
-const size = (dims: number[]) => dims.reduce((a, b) => a * b, 1);
-const stridesOf = (dims: number[]) => {
-  const s = new Array<number>(dims.length).fill(1);
-  for (let i = dims.length - 2; i >= 0; i--) s[i] = s[i + 1]! * dims[i + 1]!;
-  return s;
-};
-
-export function broadcastDims(a: number[], b: number[]): number[] {
-  const n = Math.max(a.length, b.length);
-  return Array.from({ length: n }, (_, i) => {
-    const x = a[a.length - n + i] ?? 1;
-    const y = b[b.length - n + i] ?? 1;
-    if (x !== y && x !== 1 && y !== 1) throw new RangeError(`shapes [${a.join(', ')}] and [${b.join(', ')}] do not broadcast`);
-    return x === 1 ? y : x;
-  });
-}
-
 /** Strides of `dims` in the index space of `out` (right-aligned), 0 along broadcast axes. */
 function broadcastStrides(out: number[], dims: number[]): number[] {
   const padded = [...new Array<number>(out.length - dims.length).fill(1), ...dims];
@@ -150,16 +136,16 @@ export class InferenceOps {
   }
 
   async prepareUnary(op: keyof typeof UNARY_OPS, x: OpTensor): Promise<PreparedTensorOp> {
-    const n = size(x.dims);
+    const n = shapeSize(x.dims);
     const [gx, gy] = grid(n, 256);
     const op_ = await this.prepare(this.pipeline('unary', { OP: UNARY_OPS[op] }), [this.storage(x.data), this.storage(new Float32Array(n)), this.uniform(Uint32Array.of(n, 0, 0, 0).buffer)], 1, n, [gx, gy, 1]);
     return { dims: x.dims, op: op_ };
   }
 
   async prepareBinary(op: keyof typeof BINARY_OPS, a: OpTensor, b: OpTensor): Promise<PreparedTensorOp> {
-    const out = broadcastDims(a.dims, b.dims);
+    const out = broadcastShapes(a.dims, b.dims);
     if (out.length > MAX_RANK) throw new RangeError(`rank ${out.length} is over ${MAX_RANK}`);
-    const n = size(out);
+    const n = shapeSize(out);
     const words = new Uint32Array(4 + 3 * 8);
     words.set([out.length, n]);
     words.set(out, 4);
@@ -173,7 +159,7 @@ export class InferenceOps {
   /** Softmax along the last axis. */
   async prepareSoftmax(x: OpTensor): Promise<PreparedTensorOp> {
     const inner = x.dims[x.dims.length - 1] ?? 1;
-    const rows = size(x.dims) / inner;
+    const rows = shapeSize(x.dims) / inner;
     const [gx, gy] = grid(rows, 1);
     const op_ = await this.prepare(this.pipeline('softmax'), [this.storage(x.data), this.storage(new Float32Array(x.data.length)), this.uniform(Uint32Array.of(rows, inner, 0, 0).buffer)], 1, x.data.length, [gx, gy, 1]);
     return { dims: x.dims, op: op_ };
@@ -182,8 +168,8 @@ export class InferenceOps {
   /** Layer normalization over the axes from `axis` to the end. */
   async prepareLayerNorm(x: OpTensor, axis: number, scale: Float32Array, bias: Float32Array | undefined, epsilon: number): Promise<PreparedTensorOp> {
     const a = axis < 0 ? axis + x.dims.length : axis;
-    const inner = size(x.dims.slice(a));
-    const rows = size(x.dims) / inner;
+    const inner = shapeSize(x.dims.slice(a));
+    const rows = shapeSize(x.dims) / inner;
     const [gx, gy] = grid(rows, 1);
     const op_ = await this.prepare(
       this.pipeline('layernorm'),
@@ -199,7 +185,7 @@ export class InferenceOps {
     if (x.dims.length > MAX_RANK) throw new RangeError(`rank ${x.dims.length} is over ${MAX_RANK}`);
     const out = perm.map((p) => x.dims[p]!);
     const inStrides = stridesOf(x.dims);
-    const n = size(out);
+    const n = shapeSize(out);
     const words = new Uint32Array(4 + 2 * 8);
     words.set([out.length, n]);
     words.set(out, 4);
@@ -217,8 +203,8 @@ export class InferenceOps {
     const [m, k] = a.dims.slice(-2) as [number, number];
     const [kb, n] = b.dims.slice(-2) as [number, number];
     if (k !== kb) throw new RangeError(`inner sizes differ: [${a.dims.join(', ')}] · [${b.dims.join(', ')}]`);
-    const batches = size(a.dims.slice(0, -2));
-    const bBatches = size(b.dims.slice(0, -2));
+    const batches = shapeSize(a.dims.slice(0, -2));
+    const bBatches = shapeSize(b.dims.slice(0, -2));
     if (bBatches !== 1 && bBatches !== batches) throw new RangeError(`B's batch (${bBatches}) must be 1 or A's (${batches})`);
     const dims = Uint32Array.of(m, k, n, batches, m * k, bBatches === 1 ? 0 : k * n, bias ? 1 : 0, 0);
     const count = batches * m * n;

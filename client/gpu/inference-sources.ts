@@ -1,10 +1,23 @@
-/** The inference kernels' WGSL, bundled by Vite. */
+/**
+ * The inference kernels' WGSL, bundled by Vite. WGSL has no includes, so the
+ * helpers several kernels share (erf, workgroup reductions) live in their own
+ * files and are prepended here.
+ */
 import binary from '../../shaders/inference-binary.wgsl?raw';
+import erf from '../../shaders/inference-erf.wgsl?raw';
 import layernorm from '../../shaders/inference-layernorm.wgsl?raw';
 import matmul from '../../shaders/inference-matmul.wgsl?raw';
+import reduce from '../../shaders/inference-reduce.wgsl?raw';
 import softmax from '../../shaders/inference-softmax.wgsl?raw';
 import transpose from '../../shaders/inference-transpose.wgsl?raw';
 import unary from '../../shaders/inference-unary.wgsl?raw';
 import type { InferenceSources } from './inference-ops';
 
-export const INFERENCE_SOURCES: InferenceSources = { unary, binary, softmax, layernorm, transpose, matmul };
+export const INFERENCE_SOURCES: InferenceSources = {
+  unary: `${erf}\n${unary}`,
+  binary,
+  softmax: `${reduce}\n${softmax}`,
+  layernorm: `${reduce}\n${layernorm}`,
+  transpose,
+  matmul: `${erf}\n${matmul}`,
+};

@@ -10,6 +10,7 @@ import { BenchmarkFieldsSchema } from '../../shared/api';
 import { BENCHMARK_KERNELS, BenchmarkResultSchema, BenchmarkSpecSchema, inputSeeds, probeIsRight, probePositions, type BenchmarkShape, type BenchmarkSpec } from '../../shared/benchmark';
 import type { AdapterInfo, BenchmarkLease, BenchmarkReply } from '../../shared/protocol';
 import { describeZodError } from '../../shared/protocol-schemas';
+import { parseShapeText } from '../../shared/tensor-shape';
 import { HttpError } from '../http/http-error';
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics/metrics';
@@ -38,9 +39,9 @@ function parseShapes(sizes: string | undefined, shapes: string | undefined): Ben
     out.push({ m: Number(s), k: Number(s), n: Number(s) });
   }
   for (const s of (shapes ?? '').split(',').map((x) => x.trim()).filter(Boolean)) {
-    const m = /^(\d+)\s*[x×]\s*(\d+)\s*[x×]\s*(\d+)$/i.exec(s);
-    if (!m) throw new HttpError(400, 'BAD_REQUEST', `shapes: "${s}" is not M×K×N; write e.g. shapes=1000x700x1300`);
-    out.push({ m: Number(m[1]), k: Number(m[2]), n: Number(m[3]) });
+    const shape = parseShapeText(s);
+    if (!shape) throw new HttpError(400, 'BAD_REQUEST', `shapes: "${s}" is not M×K×N; write e.g. shapes=1000x700x1300`);
+    out.push(shape);
   }
   if (out.length === 0) throw new HttpError(400, 'MISSING_FIELD', 'give the sizes to time: sizes=256,512 (square) and/or shapes=1000x700x1300');
   return out;

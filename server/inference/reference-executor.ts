@@ -5,6 +5,8 @@
  * is checked against onnxruntime-node in the tests.
  */
 import type { AttributeValue, GraphNode, ModelGraph, TensorValue } from './onnx-model';
+import { erf, gelu } from '../../shared/inference-math';
+import { shapeSize, stridesOf } from '../../shared/tensor-shape';
 import { inferShapes } from './shape-inference';
 
 export interface Tensor {
@@ -12,12 +14,6 @@ export interface Tensor {
   data: Float32Array;
 }
 
-const size = (dims: number[]) => dims.reduce((a, b) => a * b, 1);
-const stridesOf = (dims: number[]) => {
-  const s = new Array<number>(dims.length).fill(1);
-  for (let i = dims.length - 2; i >= 0; i--) s[i] = s[i + 1]! * dims[i + 1]!;
-  return s;
-};
 const int = (v: AttributeValue | undefined, dflt: number) => (typeof v === 'number' ? v : dflt);
 const float = (v: AttributeValue | undefined, dflt: number) => (typeof v === 'number' ? v : dflt);
 const norm = (axis: number, rank: number) => (axis < 0 ? axis + rank : axis);
@@ -41,30 +37,17 @@ function broadcastIndexer(out: number[], dims: number[]): (flat: number) => numb
 function elementwise(a: Tensor, b: Tensor, out: number[], f: (x: number, y: number) => number): Tensor {
   const ia = broadcastIndexer(out, a.dims);
   const ib = broadcastIndexer(out, b.dims);
-  const data = new Float32Array(size(out));
+  const data = new Float32Array(shapeSize(out));
   for (let i = 0; i < data.length; i++) data[i] = f(a.data[ia(i)]!, b.data[ib(i)]!);
   return { dims: out, data };
 }
 
 const map = (x: Tensor, f: (v: number) => number): Tensor => ({ dims: x.dims, data: x.data.map(f) });
 
-/** erf to float32 accuracy (Abramowitz–Stegun 7.1.26 is too coarse; this is W. J. Cody's rational form via erfc). */
-function erf(x: number): number {
-  // Numerical Recipes erfc with Chebyshev coefficients: relative error < 1.2e-7 everywhere.
-  const z = Math.abs(x);
-  const t = 1 / (1 + 0.5 * z);
-  const r =
-    t *
-    Math.exp(
-      -z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))),
-    );
-  return x >= 0 ? 1 - r : r - 1;
-}
-
 /** Rows of length `inner` along the last axes from `axis`: what Softmax (opset ≥ 13 uses one axis) and LayerNormalization reduce over. */
 function lastAxisRows(dims: number[], axis: number): { rows: number; inner: number } {
-  const inner = size(dims.slice(axis));
-  return { rows: size(dims) / inner, inner };
+  const inner = shapeSize(dims.slice(axis));
+  return { rows: shapeSize(dims) / inner, inner };
 }
 
 function matmul(a: Tensor, b: Tensor, out: number[]): Tensor {
@@ -72,7 +55,7 @@ function matmul(a: Tensor, b: Tensor, out: number[]): Tensor {
   const b2 = b.dims.length === 1 ? [b.dims[0]!, 1] : b.dims;
   const [m, k] = a2.slice(-2) as [number, number];
   const n = b2[b2.length - 1]!;
-  const batchOut = out.length >= 2 ? size(out) / (m * n) : 1;
+  const batchOut = out.length >= 2 ? shapeSize(out) / (m * n) : 1;
   const batchDims = [...new Array<number>(Math.max(a2.length, b2.length) - 2)].map((_, i, arr) => {
     const ad = a2[a2.length - 2 - arr.length + i] ?? 1;
     const bd = b2[b2.length - 2 - arr.length + i] ?? 1;
@@ -114,7 +97,7 @@ function reduceMean(x: Tensor, axes: number[], out: number[]): Tensor {
   const rank = x.dims.length;
   const at = new Set(axes.map((a) => norm(a, rank)));
   const keptDims = x.dims.map((d, i) => (at.has(i) ? 1 : d));
-  const sums = new Float64Array(size(keptDims));
+  const sums = new Float64Array(shapeSize(keptDims));
   const idx = broadcastIndexer(x.dims, keptDims);
   for (let i = 0; i < x.data.length; i++) sums[idx(i)]! += x.data[i]!;
   const count = x.data.length / sums.length;
@@ -143,7 +126,7 @@ function runNode(n: GraphNode, inputs: (Tensor | undefined)[], outDims: number[]
     case 'Gelu':
       return a.approximate === 'tanh'
         ? map(x, (v) => 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3))))
-        : map(x, (v) => 0.5 * v * (1 + erf(v / Math.SQRT2)));
+        : map(x, gelu);
     case 'Add':
       return elementwise(x, inputs[1]!, outDims, (p, q) => p + q);
     case 'Sub':

@@ -4,20 +4,17 @@
  * shape that cannot work (a MatMul whose inner sizes differ, a Reshape that
  * does not fit) is reported with its node, before any work is queued.
  */
+import { broadcastShapes } from '../../shared/tensor-shape';
 import { ModelError, type AttributeValue, type GraphNode, type ModelGraph, type TensorValue } from './onnx-model';
 
 export type Shapes = Map<string, number[]>;
 
 function broadcast(a: number[], b: number[], where: string): number[] {
-  const n = Math.max(a.length, b.length);
-  const out: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const x = a[a.length - n + i] ?? 1;
-    const y = b[b.length - n + i] ?? 1;
-    if (x !== y && x !== 1 && y !== 1) throw new Error(`${where}: shapes [${a.join(', ')}] and [${b.join(', ')}] do not broadcast`);
-    out.push(x === 1 ? y : x);
+  try {
+    return broadcastShapes(a, b);
+  } catch (err) {
+    throw new Error(`${where}: ${(err as Error).message}`);
   }
-  return out;
 }
 
 const int = (v: AttributeValue | undefined, dflt: number): number => (typeof v === 'number' ? v : dflt);
