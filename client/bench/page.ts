@@ -15,6 +15,8 @@ import { MatmulKernel } from '../gpu/matmul-kernel';
 import { SHADER_SOURCES } from '../gpu/shader-sources';
 import { BINARY_OPS, InferenceOps, MATMUL_ACTIVATIONS, UNARY_OPS, type OpTensor } from '../gpu/inference-ops';
 import { INFERENCE_SOURCES } from '../gpu/inference-sources';
+import { ModelRunner } from '../gpu/model-runner';
+import { decodeModelPackage } from '../../shared/model-package';
 import { loadTuning, saveTuning } from '../storage/identity-store';
 import { compileCustomKernel, customSubject, KernelCompileError, type CustomKernelSpec } from './custom-kernel';
 import { CPU_SUBJECT, rowsToCsv, runBenchmark, type BenchRow, type BenchShape, type BenchSubject } from './runner';
@@ -52,6 +54,19 @@ export interface BenchApi {
   compile(spec: CustomKernelSpec): Promise<{ ok: boolean; messages: { type: string; line: number; column: number; message: string }[]; error?: string }>;
   /** Runs one inference kernel (shaders/inference-*.wgsl) on the given tensors; data travels as plain arrays. */
   op(req: OpRequest): Promise<{ dims: number[]; data: number[] }>;
+  /**
+   * Runs a whole model (a package from shared/model-package.ts, base64) through the contributor's
+   * ModelRunner: `reps` timed runs after one warm-up; returns the last run's outputs and each run's ms.
+   */
+  model(req: ModelRequest): Promise<{ outputs: number[][]; ms: number[] }>;
+}
+
+export interface ModelRequest {
+  packageBase64: string;
+  batch: number;
+  /** Each graph input's values for the whole batch, in graph order. */
+  inputs: number[][];
+  reps?: number;
 }
 
 export interface OpRequest {
@@ -439,6 +454,24 @@ async function main(): Promise<void> {
       ops ??= new InferenceOps(gpu!.device, INFERENCE_SOURCES);
       const out = await runOp(ops, req);
       return { dims: out.dims, data: Array.from(out.data) };
+    },
+    async model(req) {
+      ops ??= new InferenceOps(gpu!.device, INFERENCE_SOURCES);
+      const bytes = Uint8Array.from(atob(req.packageBase64), (c) => c.charCodeAt(0));
+      const runner = new ModelRunner(ops, decodeModelPackage(bytes), gpu!.limits.maxStorageBufferBindingSize);
+      try {
+        const inputs = req.inputs.map((x) => Float32Array.from(x));
+        let outputs = await runner.run(req.batch, inputs);
+        const ms: number[] = [];
+        for (let i = 0; i < (req.reps ?? 0); i++) {
+          const t0 = performance.now();
+          outputs = await runner.run(req.batch, inputs);
+          ms.push(performance.now() - t0);
+        }
+        return { outputs: outputs.map((o) => Array.from(o)), ms };
+      } finally {
+        runner.dispose();
+      }
     },
   };
   document.body.dataset.ready = 'true';

@@ -1,37 +1,22 @@
 /**
- * Host side of the inference kernels (shaders/inference-*.wgsl): each op on
- * float32 tensors, pipelines compiled once per (kernel, override) pair.
- * prepare*() uploads an op's inputs and keeps its buffers for repeated runs
- * (the bench times those); the plain methods run an op once and read it back
- * (the op tests). The model planner will keep tensors on the GPU between ops.
+ * Host side of the inference kernels (shaders/inference-*.wgsl): pipelines
+ * compiled once per (kernel, override) pair, and each op runnable alone on
+ * float32 tensors. prepare*() uploads an op's inputs and keeps its buffers for
+ * repeated runs (the bench times those); the plain methods run an op once and
+ * read it back (the op tests). Whole models run through ModelRunner, which
+ * launches the same kernels the same way (inference-dispatch.ts).
  */
+import { BINARY_OPS, broadcastStrides, MATMUL_ACTIVATIONS, MAX_RANK, UNARY_OPS, type PlanStep } from '../../shared/inference-plan';
 import { broadcastShapes, shapeSize, stridesOf } from '../../shared/tensor-shape';
+import { dispatchFor, type InferenceShader } from './inference-dispatch';
 
-export type InferenceShader = 'unary' | 'binary' | 'softmax' | 'layernorm' | 'transpose' | 'matmul';
+export { BINARY_OPS, MATMUL_ACTIVATIONS, UNARY_OPS };
+export type { InferenceShader };
 export type InferenceSources = Readonly<Record<InferenceShader, string>>;
 
 export interface OpTensor {
   dims: number[];
   data: Float32Array;
-}
-
-export const UNARY_OPS = { Identity: 0, Relu: 1, Sigmoid: 2, Tanh: 3, Sqrt: 4, Erf: 5, Gelu: 6, GeluTanh: 7 } as const;
-export const BINARY_OPS = { Add: 0, Sub: 1, Mul: 2, Div: 3, Pow: 4 } as const;
-export const MATMUL_ACTIVATIONS = { none: 0, relu: 1, gelu: 2 } as const;
-
-const MAX_RANK = 6;
-/** Strides of `dims` in the index space of `out` (right-aligned), 0 along broadcast axes. */
-function broadcastStrides(out: number[], dims: number[]): number[] {
-  const padded = [...new Array<number>(out.length - dims.length).fill(1), ...dims];
-  const s = stridesOf(padded);
-  return padded.map((d, i) => (d === 1 ? 0 : s[i]!));
-}
-
-/** Workgroups for `count` items of `perGroup`, split over y past the 65535 limit of one dimension. */
-function grid(count: number, perGroup: number): [number, number] {
-  const groups = Math.max(1, Math.ceil(count / perGroup));
-  const x = Math.min(groups, 65535);
-  return [x, Math.ceil(groups / x)];
 }
 
 export interface PreparedOp {
@@ -46,16 +31,18 @@ export interface PreparedTensorOp {
   op: PreparedOp;
 }
 
+const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
+
 export class InferenceOps {
   private readonly pipelines = new Map<string, GPUComputePipeline>();
   private readonly modules = new Map<InferenceShader, GPUShaderModule>();
 
   constructor(
-    private readonly device: GPUDevice,
+    readonly device: GPUDevice,
     private readonly sources: InferenceSources,
   ) {}
 
-  private pipeline(shader: InferenceShader, constants: Record<string, number> = {}): GPUComputePipeline {
+  pipeline(shader: InferenceShader, constants: Record<string, number> = {}): GPUComputePipeline {
     const key = `${shader}:${JSON.stringify(constants)}`;
     let p = this.pipelines.get(key);
     if (!p) {
@@ -70,163 +57,151 @@ export class InferenceOps {
     return p;
   }
 
-  private storage(data: Float32Array): GPUBuffer {
-    const buffer = this.device.createBuffer({ size: Math.max(16, Math.ceil(data.byteLength / 4) * 4), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC });
-    if (data.byteLength) this.device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength);
+  /** A storage buffer of `elements` floats (at least 16 bytes, as binding requires), filled from `data` if given. */
+  storage(elements: number, data?: Float32Array, label?: string): GPUBuffer {
+    const buffer = this.device.createBuffer({ ...(label ? { label } : {}), size: Math.max(16, elements * 4), usage: STORAGE });
+    if (data?.byteLength) this.device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength);
     return buffer;
   }
 
-  private uniform(words: ArrayBuffer): GPUBuffer {
+  uniform(words: ArrayBuffer): GPUBuffer {
     const buffer = this.device.createBuffer({ size: Math.max(16, Math.ceil(words.byteLength / 16) * 16), usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
     this.device.queue.writeBuffer(buffer, 0, words);
     return buffer;
   }
 
+  /** The pipeline, bind group and grid of one step, its buffers resolved by id; `dummy` stands in for an absent optional input. */
+  encodeStep(step: PlanStep, buffer: (id: number) => GPUBuffer, dummy: GPUBuffer): { pipeline: GPUComputePipeline; bindGroup: GPUBindGroup; groups: [number, number, number]; uniform: GPUBuffer } {
+    const d = dispatchFor(step);
+    const pipeline = this.pipeline(d.shader, d.constants);
+    const uniform = this.uniform(d.uniform);
+    const resources = [...d.bindings.map((id) => (id === null ? dummy : buffer(id))), uniform];
+    const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: resources.map((b, binding) => ({ binding, resource: { buffer: b } })) });
+    return { pipeline, bindGroup, groups: d.groups, uniform };
+  }
+
   /**
-   * Binds `buffers` in order and returns a prepared dispatch: run() launches
-   * it and waits for the GPU, read() copies the output back. The buffers stay
-   * until dispose(), so a benchmark can time run() alone.
+   * Uploads `inputs` (buffer ids 0…), allocates the output (the next id) and
+   * returns a prepared dispatch: run() launches it and waits for the GPU,
+   * read() copies the output back. The buffers stay until dispose(), so a
+   * benchmark can time run() alone.
    */
-  private async prepare(pipeline: GPUComputePipeline, buffers: GPUBuffer[], outIndex: number, outCount: number, groups: [number, number, number]): Promise<PreparedOp> {
+  private async prepare(step: PlanStep, inputs: (Float32Array | undefined)[], outCount: number): Promise<PreparedOp> {
     const device = this.device;
+    const buffers = [...inputs.map((d) => this.storage(d?.length ?? 0, d)), this.storage(outCount)];
+    const dummy = this.storage(4);
     device.pushErrorScope('validation');
-    const bindGroup = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })) });
+    const enc = this.encodeStep(step, (id) => buffers[id]!, dummy);
     const error = await device.popErrorScope();
+    const owned = [...buffers, dummy, enc.uniform];
     if (error) {
-      for (const b of buffers) b.destroy();
-      throw new Error(`${pipeline.label}: ${error.message}`);
+      for (const b of owned) b.destroy();
+      throw new Error(`${enc.pipeline.label}: ${error.message}`);
     }
+    const out = buffers[buffers.length - 1]!;
     return {
       async run() {
-        const enc = device.createCommandEncoder();
-        const pass = enc.beginComputePass();
-        pass.setPipeline(pipeline);
-        pass.setBindGroup(0, bindGroup);
-        pass.dispatchWorkgroups(...groups);
+        const encoder = device.createCommandEncoder();
+        const pass = encoder.beginComputePass();
+        pass.setPipeline(enc.pipeline);
+        pass.setBindGroup(0, enc.bindGroup);
+        pass.dispatchWorkgroups(...enc.groups);
         pass.end();
-        device.queue.submit([enc.finish()]);
+        device.queue.submit([encoder.finish()]);
         await device.queue.onSubmittedWorkDone();
       },
       async read() {
-        const read = device.createBuffer({ size: Math.max(16, outCount * 4), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-        const enc = device.createCommandEncoder();
-        if (outCount > 0) enc.copyBufferToBuffer(buffers[outIndex]!, 0, read, 0, outCount * 4);
-        device.queue.submit([enc.finish()]);
-        await read.mapAsync(GPUMapMode.READ);
-        const out = new Float32Array(read.getMappedRange().slice(0, outCount * 4));
-        read.unmap();
-        read.destroy();
-        return out;
+        return readFloats(device, out, outCount);
       },
       async dispose() {
-        for (const b of buffers) b.destroy();
+        for (const b of owned) b.destroy();
       },
     };
   }
 
   /** One op, start to finish: upload, run, read back, free. */
-  private async once(prepared: Promise<PreparedOp>): Promise<Float32Array> {
-    const p = await prepared;
+  private async runOnce(prepared: Promise<PreparedTensorOp>): Promise<OpTensor> {
+    const { dims, op } = await prepared;
     try {
-      await p.run();
-      return await p.read();
+      await op.run();
+      return { dims, data: await op.read() };
     } finally {
-      await p.dispose();
+      await op.dispose();
     }
   }
 
   async prepareUnary(op: keyof typeof UNARY_OPS, x: OpTensor): Promise<PreparedTensorOp> {
-    const n = shapeSize(x.dims);
-    const [gx, gy] = grid(n, 256);
-    const op_ = await this.prepare(this.pipeline('unary', { OP: UNARY_OPS[op] }), [this.storage(x.data), this.storage(new Float32Array(n)), this.uniform(Uint32Array.of(n, 0, 0, 0).buffer)], 1, n, [gx, gy, 1]);
-    return { dims: x.dims, op: op_ };
+    const count = shapeSize(x.dims);
+    return { dims: x.dims, op: await this.prepare({ kind: 'unary', op, x: 0, out: 1, count, node: op }, [x.data], count) };
   }
 
   async prepareBinary(op: keyof typeof BINARY_OPS, a: OpTensor, b: OpTensor): Promise<PreparedTensorOp> {
-    const out = broadcastShapes(a.dims, b.dims);
-    if (out.length > MAX_RANK) throw new RangeError(`rank ${out.length} is over ${MAX_RANK}`);
-    const n = shapeSize(out);
-    const words = new Uint32Array(4 + 3 * 8);
-    words.set([out.length, n]);
-    words.set(out, 4);
-    words.set(broadcastStrides(out, a.dims), 12);
-    words.set(broadcastStrides(out, b.dims), 20);
-    const [gx, gy] = grid(n, 256);
-    const op_ = await this.prepare(this.pipeline('binary', { OP: BINARY_OPS[op] }), [this.storage(a.data), this.storage(b.data), this.storage(new Float32Array(n)), this.uniform(words.buffer)], 2, n, [gx, gy, 1]);
-    return { dims: out, op: op_ };
+    const outDims = broadcastShapes(a.dims, b.dims);
+    if (outDims.length > MAX_RANK) throw new RangeError(`rank ${outDims.length} is over ${MAX_RANK}`);
+    const step: PlanStep = { kind: 'binary', op, a: 0, b: 1, out: 2, outDims, aStrides: broadcastStrides(outDims, a.dims), bStrides: broadcastStrides(outDims, b.dims), node: op };
+    return { dims: outDims, op: await this.prepare(step, [a.data, b.data], shapeSize(outDims)) };
   }
 
   /** Softmax along the last axis. */
   async prepareSoftmax(x: OpTensor): Promise<PreparedTensorOp> {
     const inner = x.dims[x.dims.length - 1] ?? 1;
+    return { dims: x.dims, op: await this.prepare({ kind: 'softmax', x: 0, out: 1, rows: shapeSize(x.dims) / inner, inner, node: 'softmax' }, [x.data], x.data.length) };
+  }
+
+  /** Mean over the last `axes` axes. */
+  async prepareMean(x: OpTensor, axes: number): Promise<PreparedTensorOp> {
+    const inner = shapeSize(x.dims.slice(x.dims.length - axes));
     const rows = shapeSize(x.dims) / inner;
-    const [gx, gy] = grid(rows, 1);
-    const op_ = await this.prepare(this.pipeline('softmax'), [this.storage(x.data), this.storage(new Float32Array(x.data.length)), this.uniform(Uint32Array.of(rows, inner, 0, 0).buffer)], 1, x.data.length, [gx, gy, 1]);
-    return { dims: x.dims, op: op_ };
+    return { dims: [...x.dims.slice(0, x.dims.length - axes), ...new Array<number>(axes).fill(1)], op: await this.prepare({ kind: 'mean', x: 0, out: 1, rows, inner, node: 'mean' }, [x.data], rows) };
   }
 
   /** Layer normalization over the axes from `axis` to the end. */
   async prepareLayerNorm(x: OpTensor, axis: number, scale: Float32Array, bias: Float32Array | undefined, epsilon: number): Promise<PreparedTensorOp> {
-    const a = axis < 0 ? axis + x.dims.length : axis;
-    const inner = shapeSize(x.dims.slice(a));
-    const rows = shapeSize(x.dims) / inner;
-    const [gx, gy] = grid(rows, 1);
-    const op_ = await this.prepare(
-      this.pipeline('layernorm'),
-      [this.storage(x.data), this.storage(scale), this.storage(bias ?? new Float32Array(1)), this.storage(new Float32Array(x.data.length)), this.uniform(Float32Array.of(rows, inner, epsilon, bias ? 1 : 0).buffer)],
-      3,
-      x.data.length,
-      [gx, gy, 1],
-    );
-    return { dims: x.dims, op: op_ };
+    const inner = shapeSize(x.dims.slice(axis < 0 ? axis + x.dims.length : axis));
+    const step: PlanStep = { kind: 'layernorm', x: 0, scale: 1, bias: bias ? 2 : null, out: bias ? 3 : 2, rows: shapeSize(x.dims) / inner, inner, epsilon, node: 'layernorm' };
+    return { dims: x.dims, op: await this.prepare(step, bias ? [x.data, scale, bias] : [x.data, scale], x.data.length) };
   }
 
   async prepareTranspose(x: OpTensor, perm: number[]): Promise<PreparedTensorOp> {
     if (x.dims.length > MAX_RANK) throw new RangeError(`rank ${x.dims.length} is over ${MAX_RANK}`);
-    const out = perm.map((p) => x.dims[p]!);
-    const inStrides = stridesOf(x.dims);
-    const n = shapeSize(out);
-    const words = new Uint32Array(4 + 2 * 8);
-    words.set([out.length, n]);
-    words.set(out, 4);
-    words.set(perm.map((p) => inStrides[p]!), 12);
-    const [gx, gy] = grid(n, 256);
-    const op_ = await this.prepare(this.pipeline('transpose'), [this.storage(x.data), this.storage(new Float32Array(n)), this.uniform(words.buffer)], 1, n, [gx, gy, 1]);
-    return { dims: out, op: op_ };
+    const outDims = perm.map((p) => x.dims[p]!);
+    const strides = stridesOf(x.dims);
+    return { dims: outDims, op: await this.prepare({ kind: 'transpose', x: 0, out: 1, outDims, inStrides: perm.map((p) => strides[p]!), node: 'transpose' }, [x.data], shapeSize(outDims)) };
   }
 
   /**
    * act(A · B + bias): A [..., M, K], B [K, N] (weights, shared across the batch) or [..., K, N] with the same
    * batch; bias [N] fused into the store, as is the activation.
    */
-  async prepareMatmul(a: OpTensor, b: OpTensor, bias: Float32Array | undefined, activation: keyof typeof MATMUL_ACTIVATIONS): Promise<PreparedTensorOp> {
+  async prepareMatmul(a: OpTensor, b: OpTensor, bias: Float32Array | undefined, act: keyof typeof MATMUL_ACTIVATIONS): Promise<PreparedTensorOp> {
     const [m, k] = a.dims.slice(-2) as [number, number];
     const [kb, n] = b.dims.slice(-2) as [number, number];
     if (k !== kb) throw new RangeError(`inner sizes differ: [${a.dims.join(', ')}] · [${b.dims.join(', ')}]`);
     const batches = shapeSize(a.dims.slice(0, -2));
     const bBatches = shapeSize(b.dims.slice(0, -2));
     if (bBatches !== 1 && bBatches !== batches) throw new RangeError(`B's batch (${bBatches}) must be 1 or A's (${batches})`);
-    const dims = Uint32Array.of(m, k, n, batches, m * k, bBatches === 1 ? 0 : k * n, bias ? 1 : 0, 0);
-    const count = batches * m * n;
-    const op_ = await this.prepare(
-      this.pipeline('matmul', { ACT: MATMUL_ACTIVATIONS[activation] }),
-      [this.storage(a.data), this.storage(b.data), this.storage(bias ?? new Float32Array(1)), this.storage(new Float32Array(count)), this.uniform(dims.buffer)],
-      3,
-      count,
-      [Math.ceil(n / 32), Math.ceil(m / 32), batches],
-    );
-    return { dims: [...a.dims.slice(0, -2), m, n], op: op_ };
-  }
-
-  private async runOnce(p: Promise<PreparedTensorOp>): Promise<OpTensor> {
-    const { dims, op } = await p;
-    return { dims, data: await this.once(Promise.resolve(op)) };
+    const step: PlanStep = { kind: 'matmul', a: 0, b: 1, bias: bias ? 2 : null, out: bias ? 3 : 2, m, k, n, batches, bBatched: bBatches !== 1, act, node: 'matmul' };
+    return { dims: [...a.dims.slice(0, -2), m, n], op: await this.prepare(step, bias ? [a.data, b.data, bias] : [a.data, b.data], batches * m * n) };
   }
 
   unary = (op: keyof typeof UNARY_OPS, x: OpTensor) => this.runOnce(this.prepareUnary(op, x));
   binary = (op: keyof typeof BINARY_OPS, a: OpTensor, b: OpTensor) => this.runOnce(this.prepareBinary(op, a, b));
   softmax = (x: OpTensor) => this.runOnce(this.prepareSoftmax(x));
+  mean = (x: OpTensor, axes: number) => this.runOnce(this.prepareMean(x, axes));
   layerNorm = (x: OpTensor, axis: number, scale: Float32Array, bias: Float32Array | undefined, epsilon: number) => this.runOnce(this.prepareLayerNorm(x, axis, scale, bias, epsilon));
   transpose = (x: OpTensor, perm: number[]) => this.runOnce(this.prepareTranspose(x, perm));
-  matmul = (a: OpTensor, b: OpTensor, bias: Float32Array | undefined, activation: keyof typeof MATMUL_ACTIVATIONS) => this.runOnce(this.prepareMatmul(a, b, bias, activation));
+  matmul = (a: OpTensor, b: OpTensor, bias: Float32Array | undefined, act: keyof typeof MATMUL_ACTIVATIONS) => this.runOnce(this.prepareMatmul(a, b, bias, act));
+}
+
+/** Copies `count` floats out of a storage buffer. */
+export async function readFloats(device: GPUDevice, src: GPUBuffer, count: number, offset = 0): Promise<Float32Array> {
+  const read = device.createBuffer({ size: Math.max(16, count * 4), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  const enc = device.createCommandEncoder();
+  if (count > 0) enc.copyBufferToBuffer(src, offset, read, 0, count * 4);
+  device.queue.submit([enc.finish()]);
+  await read.mapAsync(GPUMapMode.READ);
+  const out = new Float32Array(read.getMappedRange().slice(0, count * 4));
+  read.unmap();
+  read.destroy();
+  return out;
 }

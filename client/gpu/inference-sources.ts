@@ -5,6 +5,7 @@
  */
 import binary from '../../shaders/inference-binary.wgsl?raw';
 import erf from '../../shaders/inference-erf.wgsl?raw';
+import mean from '../../shaders/inference-mean.wgsl?raw';
 import layernorm from '../../shaders/inference-layernorm.wgsl?raw';
 import matmul from '../../shaders/inference-matmul.wgsl?raw';
 import reduce from '../../shaders/inference-reduce.wgsl?raw';
@@ -19,5 +20,6 @@ export const INFERENCE_SOURCES: InferenceSources = {
   softmax: `${reduce}\n${softmax}`,
   layernorm: `${reduce}\n${layernorm}`,
   transpose,
+  mean: `${reduce}\n${mean}`,
   matmul: `${erf}\n${matmul}`,
 };

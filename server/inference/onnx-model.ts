@@ -6,6 +6,7 @@
  * naming its node, so a requester fixes the export once.
  */
 import onnxProto from 'onnx-proto';
+import { ModelError, type AttributeValue, type GraphNode, type GraphValue, type ModelGraph, type TensorValue } from '../../shared/model-graph';
 
 const { onnx } = onnxProto;
 type Long = { toNumber(): number };
@@ -17,46 +18,7 @@ export const SUPPORTED_OPS = [
 ] as const;
 export type SupportedOp = (typeof SUPPORTED_OPS)[number];
 
-export interface TensorValue {
-  name: string;
-  dims: number[];
-  data: Float32Array | BigInt64Array;
-}
-
-export interface GraphValue {
-  name: string;
-  elemType: number;
-  /** A number, or the name of a symbolic dimension (e.g. "batch"), or null when unnamed. */
-  dims: (number | string | null)[];
-}
-
-export type AttributeValue = number | string | number[] | TensorValue;
-
-export interface GraphNode {
-  name: string;
-  opType: string;
-  domain: string;
-  inputs: string[];
-  outputs: string[];
-  attributes: Record<string, AttributeValue>;
-}
-
-export interface ModelGraph {
-  opset: number;
-  inputs: GraphValue[];
-  outputs: GraphValue[];
-  initializers: Map<string, TensorValue>;
-  nodes: GraphNode[];
-}
-
-export class ModelError extends Error {
-  constructor(
-    readonly code: 'NOT_ONNX' | 'UNSUPPORTED_MODEL',
-    readonly problems: string[],
-  ) {
-    super(problems.join('; '));
-  }
-}
+export { ModelError, type AttributeValue, type GraphNode, type GraphValue, type ModelGraph, type TensorValue } from '../../shared/model-graph';
 
 const num = (x: number | Long | null | undefined): number => (x === null || x === undefined ? 0 : typeof x === 'number' ? x : x.toNumber());
 const FLOAT = onnx.TensorProto.DataType.FLOAT;

@@ -7,7 +7,7 @@
 import type { AttributeValue, GraphNode, ModelGraph, TensorValue } from './onnx-model';
 import { erf, gelu } from '../../shared/inference-math';
 import { shapeSize, stridesOf } from '../../shared/tensor-shape';
-import { inferShapes } from './shape-inference';
+import { inferShapes } from '../../shared/shape-inference';
 
 export interface Tensor {
   dims: number[];

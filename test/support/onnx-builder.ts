@@ -105,3 +105,49 @@ export function encoderBlockModel(): Uint8Array {
     ],
   });
 }
+
+/** Every other supported operator in one chain: x [batch, 4, 6] → y [batch, 6]. */
+export function remainingOpsModel(): Uint8Array {
+  return model(
+    {
+      inputs: [value('x', ['batch', 4, 6])],
+      outputs: [value('y', ['batch', 6])],
+      initializers: [floatTensor('c', [6, 1]), floatTensor('two', [], Float32Array.of(2)), int64Tensor('axes2', [2]), int64Tensor('axes1', [1])],
+      nodes: [
+        node('Transpose', ['x'], ['t'], 'transpose', { perm: [0, 2, 1] }),
+        node('Sigmoid', ['t'], ['s'], 'sigmoid'),
+        node('Sub', ['s', 'c'], ['d'], 'sub'),
+        node('Pow', ['d', 'two'], ['p'], 'pow'),
+        node('Sqrt', ['p'], ['q'], 'sqrt'),
+        node('Constant', [], ['k'], 'const', { value: floatTensor('k', [4], Float32Array.of(1, 2, 3, 4)) }),
+        node('Mul', ['q', 'k'], ['m'], 'mul'),
+        node('Div', ['m', 'two'], ['dv'], 'div'),
+        node('ReduceMean', ['dv', 'axes2'], ['r'], 'mean', { keepdims: 1 }),
+        node('Unsqueeze', ['r', 'axes1'], ['u'], 'unsqueeze'),
+        node('Flatten', ['u'], ['f'], 'flatten', { axis: 1 }),
+        node('Tanh', ['f'], ['th'], 'tanh'),
+        node('Gelu', ['th'], ['g'], 'gelu'),
+        node('Identity', ['g'], ['y'], 'id'),
+      ],
+    },
+    20,
+  );
+}
+
+/**
+ * x [batch, 12] → Gemm (transB, alpha 0.5, beta 1.5, as torch.nn.Linear exports with scaling) → [batch, 15]
+ * → Reshape [batch, 3, 5] → Softmax over axis 1 (not the last) → probs, and ReduceMean over axis 1 → mean [batch, 5].
+ */
+export function twoOutputModel(): Uint8Array {
+  return model({
+    inputs: [value('x', ['batch', 12])],
+    outputs: [value('probs', ['batch', 3, 5]), value('mean', ['batch', 5])],
+    initializers: [floatTensor('w', [15, 12]), floatTensor('b', [15]), int64Tensor('shape', [0, 3, 5])],
+    nodes: [
+      node('Gemm', ['x', 'w', 'b'], ['h'], 'linear', { transB: 1, alpha: 0.5, beta: 1.5 }),
+      node('Reshape', ['h', 'shape'], ['h3'], 'reshape'),
+      node('Softmax', ['h3'], ['probs'], 'softmax_mid', { axis: 1 }),
+      node('ReduceMean', ['h3'], ['mean'], 'mean_mid', { axes: [1], keepdims: 0 }),
+    ],
+  }, 17);
+}

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { loadModel, ModelError, parseModel } from '../../server/inference/onnx-model';
-import { inferShapes } from '../../server/inference/shape-inference';
+import { inferShapes } from '../../shared/shape-inference';
 import { encoderBlockModel, floatTensor, mlpModel, model, node, value } from '../support/onnx-builder';
 
 function problemsOf(bytes: Uint8Array): { code: string; problems: string[] } {

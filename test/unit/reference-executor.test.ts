@@ -3,7 +3,7 @@ import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { loadModel } from '../../server/inference/onnx-model';
 import { runReference } from '../../server/inference/reference-executor';
-import { encoderBlockModel, floatTensor, int64Tensor, mlpModel, model, node, value } from '../support/onnx-builder';
+import { encoderBlockModel, mlpModel, remainingOpsModel, twoOutputModel } from '../support/onnx-builder';
 import { randomMatrix } from '../support/matrices';
 
 /** Every element within 1e-5 of onnxruntime's, relative to the output's largest magnitude (float32 rounding across op orders). */
@@ -33,30 +33,11 @@ describe('reference executor vs onnxruntime-node', () => {
   });
 
   it('the remaining operators: Transpose, Sigmoid, Sub, Pow, Sqrt, Div, Mul, ReduceMean, Unsqueeze, Flatten, Tanh, Gelu, Constant, Identity', async () => {
-    const bytes = model(
-      {
-        inputs: [value('x', ['batch', 4, 6])],
-        outputs: [value('y', ['batch', 6])],
-        initializers: [floatTensor('c', [6, 1]), floatTensor('two', [], Float32Array.of(2)), int64Tensor('axes2', [2]), int64Tensor('axes1', [1])],
-        nodes: [
-          node('Transpose', ['x'], ['t'], 'transpose', { perm: [0, 2, 1] }),
-          node('Sigmoid', ['t'], ['s'], 'sigmoid'),
-          node('Sub', ['s', 'c'], ['d'], 'sub'),
-          node('Pow', ['d', 'two'], ['p'], 'pow'),
-          node('Sqrt', ['p'], ['q'], 'sqrt'),
-          node('Constant', [], ['k'], 'const', { value: floatTensor('k', [4], Float32Array.of(1, 2, 3, 4)) }),
-          node('Mul', ['q', 'k'], ['m'], 'mul'),
-          node('Div', ['m', 'two'], ['dv'], 'div'),
-          node('ReduceMean', ['dv', 'axes2'], ['r'], 'mean', { keepdims: 1 }),
-          node('Unsqueeze', ['r', 'axes1'], ['u'], 'unsqueeze'),
-          node('Flatten', ['u'], ['f'], 'flatten', { axis: 1 }),
-          node('Tanh', ['f'], ['th'], 'tanh'),
-          node('Gelu', ['th'], ['g'], 'gelu'),
-          node('Identity', ['g'], ['y'], 'id'),
-        ],
-      },
-      20,
-    );
+    const bytes = remainingOpsModel();
     await expectMatchesOnnxRuntime(bytes, 'x', [7, 4, 6]);
+  });
+
+  it('Gemm with transB, alpha and beta; Softmax and ReduceMean along a middle axis; two outputs', async () => {
+    await expectMatchesOnnxRuntime(twoOutputModel(), 'x', [4, 12]);
   });
 });

@@ -4,8 +4,8 @@
  * shape that cannot work (a MatMul whose inner sizes differ, a Reshape that
  * does not fit) is reported with its node, before any work is queued.
  */
-import { broadcastShapes } from '../../shared/tensor-shape';
-import { ModelError, type AttributeValue, type GraphNode, type ModelGraph, type TensorValue } from './onnx-model';
+import { ModelError, type AttributeValue, type GraphNode, type ModelGraph, type TensorValue } from './model-graph';
+import { broadcastShapes } from './tensor-shape';
 
 export type Shapes = Map<string, number[]>;
 
