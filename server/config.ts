@@ -21,6 +21,8 @@ const EnvSchema = z.object({
   TESSERA_SPECULATE_AFTER_MS: int(20_000, 0),
   TESSERA_CANARIES: z.enum(['on', 'off']).default('on'),
   TESSERA_TILES_FOLLOW_KERNELS: z.enum(['on', 'off']).default('on'),
+  TESSERA_INFERENCE_SHARD_SECONDS: z.coerce.number().positive().max(3600).default(2),
+  TESSERA_INFERENCE_CHECKS: int(1, 1),
   TESSERA_KEY_MAX_JOBS: int(16, 1),
   TESSERA_KEY_MAX_STORED_BYTES: int(20 * 1024 ** 3, 1024),
   TESSERA_KEY_MAX_UPLOAD_BYTES: int(1024 ** 3, 1024),
@@ -52,6 +54,10 @@ export interface Config {
   canaries: boolean;
   /** Cut new jobs' tiles no smaller than the size at which online contributors' tuned kernels run efficiently. */
   tilesFollowKernels: boolean;
+  /** Inference shards are sized so the median online contributor computes one in about this long. */
+  inferenceShardSeconds: number;
+  /** Samples of each inference shard the coordinator recomputes on its CPU to verify it. */
+  inferenceChecks: number;
   /** Limits given to keys created without their own (and to the local key). */
   keyDefaults: { maxConcurrentJobs: number; maxStoredBytes: number; maxUploadBytes: number; requestsPerMinute: number };
   resultTtlMs: number;
@@ -94,6 +100,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     speculateAfterMs: e.TESSERA_SPECULATE_AFTER_MS,
     canaries: e.TESSERA_CANARIES === 'on',
     tilesFollowKernels: e.TESSERA_TILES_FOLLOW_KERNELS === 'on',
+    inferenceShardSeconds: e.TESSERA_INFERENCE_SHARD_SECONDS,
+    inferenceChecks: e.TESSERA_INFERENCE_CHECKS,
     keyDefaults: {
       maxConcurrentJobs: e.TESSERA_KEY_MAX_JOBS,
       maxStoredBytes: e.TESSERA_KEY_MAX_STORED_BYTES,

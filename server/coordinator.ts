@@ -24,6 +24,7 @@ import type { Store } from './store/store';
 import { FreivaldsVerifier } from './verify/matmul-verifier';
 import { CanaryVerifier } from './verify/canary-verifier';
 import { ReplicationVerifier } from './verify/replication-verifier';
+import { InferenceJobs, InferenceVerifier, inferenceReplicasAgree } from './verify/inference-verifier';
 import { ResultIntake } from './scheduler/result-intake';
 import { CanaryPool } from './trust/canary-pool';
 import { TrustKeeper } from './trust/trust-keeper';
@@ -102,6 +103,7 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
     log,
     notify: { workAvailable },
   });
+  const inferenceJobs = new InferenceJobs(store, blobs);
   const intake = new ResultIntake({
     store,
     results,
@@ -111,6 +113,8 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
       freivalds: new FreivaldsVerifier(panels),
       replication: new ReplicationVerifier(store, blobs),
       canary: new CanaryVerifier(store, panels),
+      inference: new InferenceVerifier(inferenceJobs, panels),
+      inferenceReplication: new ReplicationVerifier(store, blobs, Math.random, inferenceReplicasAgree(inferenceJobs)),
     },
     maxShardFailures: config.maxShardFailures,
     log,
@@ -139,7 +143,10 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
     clientDir: config.clientDir,
     version: VERSION,
     isReady: () => ready,
-    onJobQueued: (shards) => workAvailable(shards),
+    onJobQueued: (shards, model) => {
+      if (model) dispatcher.inferenceQueued(model.jobId, model.sha256);
+      workAvailable(shards);
+    },
     onJobCancelled: (revoked) => {
       for (const r of revoked) io.to(r.sessionId).emit('lease:revoked', { shardId: r.shardId, reason: 'job cancelled' });
     },

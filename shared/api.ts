@@ -7,7 +7,7 @@ import { z } from 'zod';
 
 export const JOB_STATUSES = ['queued', 'running', 'completed', 'failed', 'cancelled'] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
-export const JOB_TYPES = ['matmul', 'benchmark'] as const;
+export const JOB_TYPES = ['matmul', 'benchmark', 'inference'] as const;
 export type JobType = (typeof JOB_TYPES)[number];
 
 export const JobProgressSchema = z
@@ -25,7 +25,9 @@ export const JobViewSchema = z
     type: z.enum(JOB_TYPES),
     status: z.enum(JOB_STATUSES),
     priority: z.number().int().describe('-10..10; higher runs first; equal priorities share contributors evenly'),
-    verification: z.enum(['freivalds', 'replication']).describe("Freivalds' test on every tile, or agreement of two contributors"),
+    verification: z
+      .enum(['freivalds', 'replication', 'recompute'])
+      .describe("Freivalds' test on every tile (matmul), agreement of two contributors, or sampled rows recomputed by the coordinator (inference)"),
     progress: JobProgressSchema,
     shape: z.object({ m: z.number().int(), k: z.number().int(), n: z.number().int() }).describe('M×K · K×N → M×N'),
     tile: z.object({ rows: z.number().int(), cols: z.number().int() }),
@@ -34,6 +36,17 @@ export const JobViewSchema = z
     completedAt: z.string().optional(),
     reason: z.string().optional().describe('why the job failed or was cancelled'),
     resultDeleted: z.boolean().optional().describe('the result expired or was deleted by its owner'),
+    inference: z
+      .object({
+        model: z.object({ sha256: z.string(), bytes: z.number().int(), opset: z.number().int(), nodes: z.number().int() }),
+        inputs: z.array(z.object({ name: z.string(), dims: z.array(z.number().int()) })),
+        outputs: z.array(z.object({ name: z.string(), dims: z.array(z.number().int()) })),
+        samplesPerShard: z.number().int(),
+        gflopPerSample: z.number(),
+        tolerance: z.object({ abs: z.number(), rel: z.number() }),
+      })
+      .optional()
+      .describe('inference jobs: the model (its weights package by hash), the batch shapes and how results are checked'),
     links: z.object({ self: z.string(), result: z.string(), events: z.string() }),
   })
   .meta({ id: 'Job' });
@@ -71,6 +84,13 @@ export const SubmitFieldsSchema = z.object({
 
 const positiveIntText = (name: string, min: number, max: number, dflt: number) =>
   z.coerce.number({ message: `${name} must be a number` }).int(`${name} must be a whole number`).min(min, `${name}: at least ${min}`).max(max, `${name}: at most ${max}`).default(dflt);
+
+/** Form fields of POST /api/v1/jobs with type=inference (files: model, and one .npy per model input). */
+export const InferenceFieldsSchema = z.object({
+  type: z.literal('inference'),
+  priority: z.coerce.number().int().min(-10).max(10).default(0),
+  verification: z.enum(['recompute', 'replication'], { message: 'one of: recompute, replication' }).default('recompute'),
+});
 
 /** Form fields of POST /api/v1/jobs with type=benchmark (no files). */
 export const BenchmarkFieldsSchema = z.object({

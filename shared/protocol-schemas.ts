@@ -51,7 +51,9 @@ export const HelloSchema = z.object({
   /** The contributor's autotuned kernels (shared/matmul-configs.ts). */
   kernels: KernelTuningSchema.optional(),
   /** Lease kinds this contributor can run; older agents know only matmul. */
-  accepts: z.array(z.enum(['matmul', 'benchmark'])).max(4).default(['matmul']),
+  accepts: z.array(z.enum(['matmul', 'benchmark', 'inference'])).max(4).default(['matmul']),
+  /** Model packages (sha256) the contributor keeps from earlier sessions: their jobs come to it first. */
+  models: z.array(z.string().regex(/^[0-9a-f]{64}$/, 'a model is named by its sha256 (64 lowercase hex digits)')).max(64).default([]),
 });
 
 export const LeaseRequestSchema = z.object({

@@ -85,7 +85,25 @@ export interface BenchmarkLease {
   deadline: number;
 }
 
-export type Lease = MatmulLease | BenchmarkLease;
+/**
+ * Inference on a batch range: run the model (a package, shared/model-package.ts, content-addressed:
+ * keep it and never fetch the same sha256 twice) on `rows` samples of `input` (each graph input's
+ * rows in graph order), and send back rows × outputsPerSample float32 (per sample, every output
+ * in graph order; shared/inference-job.ts) like a matmul tile.
+ */
+export interface InferenceLease {
+  kind: 'inference';
+  shardId: string;
+  leaseToken: string;
+  jobId: string;
+  rows: number;
+  outputsPerSample: number;
+  model: BlobRef;
+  input: BlobRef;
+  deadline: number;
+}
+
+export type Lease = MatmulLease | BenchmarkLease | InferenceLease;
 
 export type LeaseReply =
   | { ok: true; leases: Lease[]; /** when no work was available: ask again after this long, or on `work:available` */ retryAfterMs?: number }

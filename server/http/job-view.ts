@@ -1,9 +1,11 @@
 import type { JobView } from '../../shared/api';
+import type { InferenceSpec } from '../../shared/inference-job';
 import type { JobRecord } from '../store/store';
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
-export function toJobView(job: JobRecord): JobView {
+/** `spec`: an inference job's spec, shown as its `inference` section. */
+export function toJobView(job: JobRecord, spec?: InferenceSpec): JobView {
   const view: JobView = {
     id: job.id,
     type: job.type,
@@ -20,5 +22,15 @@ export function toJobView(job: JobRecord): JobView {
   if (job.completedAt !== null) view.completedAt = iso(job.completedAt);
   if (job.reason !== null) view.reason = job.reason;
   if (job.resultDeleted) view.resultDeleted = true;
+  if (spec) {
+    view.inference = {
+      model: spec.model,
+      inputs: spec.inputs,
+      outputs: spec.outputs,
+      samplesPerShard: spec.samplesPerShard,
+      gflopPerSample: spec.flopsPerSample / 1e9,
+      tolerance: spec.tolerance,
+    };
+  }
   return view;
 }

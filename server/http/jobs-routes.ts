@@ -4,7 +4,9 @@ import type { BenchmarkService } from '../benchmarks/benchmark-service';
 import { join } from 'node:path';
 import { Router, type Response } from 'express';
 import { z } from 'zod';
-import { JOB_TYPES, ListQuerySchema, SubmitFieldsSchema } from '../../shared/api';
+import { InferenceFieldsSchema, JOB_TYPES, ListQuerySchema, SubmitFieldsSchema } from '../../shared/api';
+import type { InferenceSpec } from '../../shared/inference-job';
+import { acceptInferenceJob, INPUT_FIELD } from '../jobs/inference-intake';
 import type { Config } from '../config';
 import type { JobFinisher } from '../jobs/job-finisher';
 import { acceptMatmulJob } from '../jobs/matmul-intake';
@@ -27,7 +29,8 @@ export interface JobsRouteDeps {
   census: TuningCensus;
   benchmarks: BenchmarkService;
   log: Logger;
-  onJobQueued(shards: number): void;
+  /** `model`: an inference job's model package, whose holders get the job first. */
+  onJobQueued(shards: number, model?: { jobId: string; sha256: string }): void;
   onJobCancelled(revoked: { sessionId: string; shardId: string }[]): void;
 }
 
@@ -49,6 +52,12 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
   const router = Router();
   const uploadDir = join(config.dataDir, 'uploads');
 
+  const specOf = async (job: JobRecord): Promise<InferenceSpec | undefined> => {
+    if (job.type !== 'inference') return undefined;
+    const spec = await store.jobSpec(job.id);
+    return spec ? (JSON.parse(spec) as InferenceSpec) : undefined;
+  };
+
   /** A job that is not the caller's is reported as missing (404), so job ids do not leak. */
   const loadJob = async (rawId: string, res: Response): Promise<JobRecord> => {
     const id = JobIdSchema.safeParse(rawId);
@@ -67,7 +76,7 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
     }
     await mkdir(uploadDir, { recursive: true });
     const maxFileBytes = Math.min(config.maxUploadBytes, key.maxUploadBytes);
-    const body = await receiveMultipart(req, uploadDir, { maxFileBytes, allowedFiles: ['a', 'b'] }).catch((err: unknown) => {
+    const body = await receiveMultipart(req, uploadDir, { maxFileBytes, allowedFiles: ['a', 'b', 'model', 'input'], namedFiles: { pattern: INPUT_FIELD, max: 16 } }).catch((err: unknown) => {
       if (err instanceof HttpError && err.status === 413) res.set('Connection', 'close');
       throw err;
     });
@@ -86,6 +95,23 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
         res.status(201).location(`/api/v1/jobs/${job.id}`).json(toJobView(job));
         return;
       }
+      if (body.fields.type === 'inference') {
+        const fields = parseOrThrow(InferenceFieldsSchema, body.fields, 'form field');
+        const job = await acceptInferenceJob(deps, body.files, {
+          owner: key.id,
+          priority: fields.priority,
+          verification: fields.verification,
+          storage: { used: usage.storedBytes, limit: key.maxStoredBytes },
+        });
+        res.locals.jobId = job.id;
+        deps.log.info({ requestId: res.locals.requestId, jobId: job.id, owner: key.name, type: 'inference', batch: job.m, shards: job.totalShards }, 'job accepted');
+        const spec = await specOf(job);
+        deps.onJobQueued(job.totalShards, spec && { jobId: job.id, sha256: spec.model.sha256 });
+        res.status(201).location(`/api/v1/jobs/${job.id}`).json(toJobView(job, spec));
+        return;
+      }
+      const stray = Object.keys(body.files).filter((f) => f !== 'a' && f !== 'b');
+      if (stray.length > 0) throw new HttpError(400, 'UNEXPECTED_FILE', `unexpected file field "${stray[0]}"; this job takes: a, b`);
       const fields = parseOrThrow(SubmitFieldsSchema, body.fields, 'form field');
       const job = await acceptMatmulJob(deps, body.files, {
         owner: key.id,
@@ -105,11 +131,12 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
   router.get('/jobs', async (req, res) => {
     const q = parseOrThrow(ListQuerySchema, req.query, 'query parameter');
     const jobs = await store.listJobs({ owner: apiKeyOf(res).id, limit: q.limit });
-    res.json({ jobs: jobs.map(toJobView) });
+    res.json({ jobs: jobs.map((j) => toJobView(j)) });
   });
 
   router.get('/jobs/:id', async (req, res) => {
-    res.json(toJobView(await loadJob(req.params.id, res)));
+    const job = await loadJob(req.params.id, res);
+    res.json(toJobView(job, await specOf(job)));
   });
 
   router.get('/jobs/:id/events', async (req, res) => {
@@ -131,8 +158,10 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
       const why = ACTIVE.has(job.status) ? `it is ${job.status} (${job.verifiedShards}/${job.totalShards} tiles verified)` : `it ended ${job.status}${job.reason ? `: ${job.reason}` : ''}`;
       throw new HttpError(409, 'RESULT_NOT_READY', `job ${job.id} has no result: ${why}`);
     }
+    const spec = await specOf(job);
     res.type('application/octet-stream');
-    res.attachment(`${job.id}.npy`);
+    // An inference job's result is .npy for one output, .npz (keyed by output name) for several.
+    res.attachment(`${job.id}.${spec && spec.outputs.length > 1 ? 'npz' : 'npy'}`);
     await new Promise<void>((resolve, reject) => res.sendFile(deps.results.finalPath(job.id), (err) => (err ? reject(err) : resolve())));
   });
 

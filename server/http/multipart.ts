@@ -24,6 +24,8 @@ export interface MultipartBody {
 export interface MultipartLimits {
   maxFileBytes: number;
   allowedFiles: readonly string[];
+  /** Files named by the requester (an inference model's input names): any field matching `pattern`, at most `max`. */
+  namedFiles?: { pattern: RegExp; max: number };
   maxFields?: number;
 }
 
@@ -45,7 +47,7 @@ export async function receiveMultipart(req: Request, dir: string, limits: Multip
   try {
     bb = busboy({
       headers: req.headers,
-      limits: { fileSize: limits.maxFileBytes, files: limits.allowedFiles.length + 2, fields: limits.maxFields ?? 16, fieldSize: 4096, parts: 64 },
+      limits: { fileSize: limits.maxFileBytes, files: limits.allowedFiles.length + (limits.namedFiles?.max ?? 0) + 2, fields: limits.maxFields ?? 16, fieldSize: 4096, parts: 64 },
     });
   } catch (err) {
     throw new HttpError(400, 'BAD_MULTIPART', `malformed multipart request: ${(err as Error).message}`);
@@ -68,7 +70,7 @@ export async function receiveMultipart(req: Request, dir: string, limits: Multip
       stream.resume();
       return;
     }
-    if (!limits.allowedFiles.includes(name)) {
+    if (!limits.allowedFiles.includes(name) && !limits.namedFiles?.pattern.test(name)) {
       fail(new HttpError(400, 'UNEXPECTED_FILE', `unexpected file field "${name}"; this job takes: ${limits.allowedFiles.join(', ')}`));
       stream.resume();
       return;

@@ -2,6 +2,8 @@ import type { Logger } from '../logger';
 import type { BlobStore } from '../storage/blob-store';
 import type { ResultFiles } from '../storage/result-files';
 import type { JobRecord, Store } from '../store/store';
+import type { InferenceSpec } from '../../shared/inference-job';
+import { inferenceResultPacker } from './inference-result';
 
 /** Ends jobs: assembles or discards their result and frees the input panels nobody else needs. */
 export class JobFinisher {
@@ -14,7 +16,8 @@ export class JobFinisher {
 
   async complete(job: JobRecord): Promise<void> {
     try {
-      await this.results.finalize(job.id);
+      const spec = job.type === 'inference' ? await this.store.jobSpec(job.id) : undefined;
+      await this.results.finalize(job.id, spec ? inferenceResultPacker(JSON.parse(spec) as InferenceSpec) : undefined);
     } catch (err) {
       this.log.error({ err, jobId: job.id }, 'result file missing at completion');
       await this.fail(job.id, 'the assembled result file was lost; resubmit the job');

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { open, readFile } from 'node:fs/promises';
-import { decodeNpy, elementCount, isNpyMagic, NPY_MAX_HEADER_BYTES, NpyError, parseNpyHeader, assertFloat32, type NpyHeader } from '../../shared/npy';
+import { elementCount, type NpyHeader } from '../../shared/npy';
 import { colPanel, planMatmulTiles, rowPanel, TilingError } from '../../shared/tiling';
 import type { Config } from '../config';
 import { HttpError } from '../http/http-error';
 import type { UploadedFile } from '../http/multipart';
+import { inspectNpy, loadNpyData } from './npy-upload';
 import type { BlobStore } from '../storage/blob-store';
 import type { ResultFiles } from '../storage/result-files';
 import type { TuningCensus } from '../scheduler/tuning-census';
@@ -19,38 +19,9 @@ export interface MatmulIntakeDeps {
   census?: TuningCensus;
 }
 
-async function readHead(path: string): Promise<Uint8Array> {
-  const handle = await open(path, 'r');
-  try {
-    const buf = new Uint8Array(NPY_MAX_HEADER_BYTES);
-    const { bytesRead } = await handle.read(buf, 0, buf.length, 0);
-    return buf.subarray(0, bytesRead);
-  } finally {
-    await handle.close();
-  }
-}
-
-function npyToHttp(err: unknown, field: string): never {
-  if (err instanceof NpyError) {
-    const status = err.code === 'UNSUPPORTED_DTYPE' ? 415 : 400;
-    throw new HttpError(status, err.code, `file "${field}": ${err.message}`);
-  }
-  throw err;
-}
-
 /** Validates a matrix upload from its header alone, before any of its data is read. */
 async function inspectMatrix(file: UploadedFile, config: Config): Promise<NpyHeader> {
-  const head = await readHead(file.path);
-  if (!isNpyMagic(head)) {
-    throw new HttpError(400, 'NOT_NPY', `file "${file.field}" is not a NumPy .npy file; save it with numpy.save("${file.field}.npy", arr.astype(numpy.float32))`);
-  }
-  let header: NpyHeader;
-  try {
-    header = parseNpyHeader(head);
-    assertFloat32(header, `file "${file.field}"`);
-  } catch (err) {
-    npyToHttp(err, file.field);
-  }
+  const header = await inspectNpy(file);
   const shape = header.shape;
   if (shape.length !== 2) {
     throw new HttpError(400, 'NOT_A_MATRIX', `file "${file.field}" has shape (${shape.join(', ')}); a matmul operand must be 2-D`);
@@ -65,10 +36,6 @@ async function inspectMatrix(file: UploadedFile, config: Config): Promise<NpyHea
       `file "${file.field}" has shape (${shape.join(', ')}); the limits are ${config.maxDim} per dimension and ${config.maxElements} elements per matrix`,
     );
   }
-  const expected = header.dataOffset + elementCount(shape) * 4;
-  if (file.bytes !== expected) {
-    throw new HttpError(400, 'TRUNCATED_NPY', `file "${file.field}" has ${file.bytes} bytes but its header promises ${expected} (shape (${shape.join(', ')}), float32)`);
-  }
   return header;
 }
 
@@ -81,14 +48,6 @@ function rejectNonFinite(data: Float32Array, field: string, cols: number): void 
     if (!Number.isFinite(data[i]!)) {
       throw new HttpError(400, 'NON_FINITE', `file "${field}" has ${data[i]} at row ${Math.floor(i / cols)}, column ${i % cols}; inputs must be finite numbers`);
     }
-  }
-}
-
-async function loadMatrix(file: UploadedFile): Promise<Float32Array> {
-  try {
-    return decodeNpy(new Uint8Array(await readFile(file.path)), `file "${file.field}"`).data;
-  } catch (err) {
-    npyToHttp(err, file.field);
   }
 }
 
@@ -136,8 +95,8 @@ export async function acceptMatmulJob(
     if (err instanceof TilingError) throw new HttpError(413, 'TOO_LARGE', err.message);
     throw err;
   }
-  const a = await loadMatrix(files.a!);
-  const b = await loadMatrix(files.b!);
+  const a = await loadNpyData(files.a!);
+  const b = await loadNpyData(files.b!);
   rejectNonFinite(a, 'a', k);
   rejectNonFinite(b, 'b', n);
 

@@ -24,7 +24,8 @@ export interface SocketData {
   tuning?: KernelTuning;
   adapter?: AdapterInfo;
   agentKind?: string;
-  accepts?: ('matmul' | 'benchmark')[];
+  accepts?: ('matmul' | 'benchmark' | 'inference')[];
+  models?: string[];
 }
 
 export type ContributorServer = Server<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;
@@ -95,7 +96,7 @@ function handler<S extends z.ZodType, R extends Reply>(
 }
 
 function session(socket: ContributorSocket): ContributorSession | undefined {
-  const { contributorId, limits, reportedGflops, tuning, adapter, agentKind, accepts } = socket.data;
+  const { contributorId, limits, reportedGflops, tuning, adapter, agentKind, accepts, models } = socket.data;
   if (!contributorId || !limits) return undefined;
   return {
     contributorId,
@@ -106,6 +107,7 @@ function session(socket: ContributorSocket): ContributorSession | undefined {
     ...(adapter ? { adapter } : {}),
     ...(agentKind ? { agentKind } : {}),
     ...(accepts ? { accepts } : {}),
+    ...(models ? { models } : {}),
   };
 }
 
@@ -170,6 +172,7 @@ export function attachContributorChannel(io: ContributorServer, deps: ChannelDep
         socket.data.adapter = msg.adapter;
         socket.data.agentKind = msg.agent.kind;
         socket.data.accepts = msg.accepts;
+        socket.data.models = msg.models;
         if (msg.kernels) {
           socket.data.tuning = msg.kernels;
           deps.census.join(socket.id, msg.kernels);

@@ -24,7 +24,9 @@ export interface ContributorSession extends Submitter {
   adapter?: AdapterInfo;
   agentKind?: string;
   /** Lease kinds it runs (hello `accepts`). */
-  accepts?: readonly ('matmul' | 'benchmark')[];
+  accepts?: readonly ('matmul' | 'benchmark' | 'inference')[];
+  /** Model packages (sha256) it said it keeps (hello `models`). */
+  models?: readonly string[];
 }
 
 export interface DispatcherNotifier {
@@ -46,27 +48,64 @@ export interface DispatcherDeps {
   notify: DispatcherNotifier;
   /** Network benchmark runs go first to contributors that accept them. */
   benchmarks?: BenchmarkService;
+  /**
+   * For this long after an inference job is queued, a contributor without its model is not given
+   * the job while an online contributor holds the model: the weights need not travel again.
+   */
+  modelAffinityMs?: number;
 }
 
 function toLease(g: GrantedLease): Lease {
   const ref = (p: GrantedLease['a']) => ({ sha256: p.sha256, bytes: p.bytes, url: `/api/v1/blobs/${p.sha256}` });
+  if (g.jobType === 'inference') {
+    return { kind: 'inference', shardId: g.shardId, leaseToken: g.token, jobId: g.jobId, rows: g.rows, outputsPerSample: g.cols, model: ref(g.b), input: ref(g.a), deadline: g.deadline };
+  }
   return { kind: 'matmul', shardId: g.shardId, leaseToken: g.token, jobId: g.jobId, rows: g.rows, cols: g.cols, k: g.k, a: ref(g.a), b: ref(g.b), deadline: g.deadline };
 }
+
+const DEFAULT_MODEL_AFFINITY_MS = 3_000;
 
 
 /** Hands out shard leases, takes results back through verification, and returns lapsed leases to the queue. */
 export class Dispatcher {
   private sweeper: NodeJS.Timeout | undefined;
   /** Per connected session: measured speed, and the panels of its last lease (to prefer tiles that reuse them). */
-  private readonly sessions = new Map<string, { speed: ThroughputEstimate; last?: { jobId: string; rowPanel: number; colPanel: number } }>();
+  private readonly sessions = new Map<string, { speed: ThroughputEstimate; last?: { jobId: string; rowPanel: number; colPanel: number }; models: Set<string> }>();
+  /** Inference jobs queued lately, with their model: the window in which holders of the model go first. */
+  private readonly newModelJobs = new Map<string, { sha256: string; queuedAt: number }>();
 
-  private sessionState(sessionId: string, reportedGflops?: number, tuning?: KernelTuning) {
+  private sessionState(sessionId: string, reportedGflops?: number, tuning?: KernelTuning, models?: readonly string[]) {
     let st = this.sessions.get(sessionId);
     if (!st) {
-      st = { speed: { ...(reportedGflops ? { reportedGflops } : {}), ...(tuning ? { tunedGflops: tuning.gflops } : {}) } };
+      st = { speed: { ...(reportedGflops ? { reportedGflops } : {}), ...(tuning ? { tunedGflops: tuning.gflops } : {}) }, models: new Set(models) };
       this.sessions.set(sessionId, st);
     }
     return st;
+  }
+
+  /** An inference job was queued: for a moment, contributors already holding its model go first. */
+  inferenceQueued(jobId: string, modelSha: string): void {
+    this.newModelJobs.set(jobId, { sha256: modelSha, queuedAt: Date.now() });
+  }
+
+  /** New inference jobs this session should leave to others for now: it lacks the model and an online session has it. */
+  private deferredFor(sessionId: string, models: Set<string>, now: number): string[] {
+    const window = this.deps.modelAffinityMs ?? DEFAULT_MODEL_AFFINITY_MS;
+    const deferred: string[] = [];
+    for (const [jobId, j] of this.newModelJobs) {
+      if (now - j.queuedAt >= window) {
+        this.newModelJobs.delete(jobId);
+        continue;
+      }
+      if (models.has(j.sha256)) continue;
+      for (const [other, st] of this.sessions) {
+        if (other !== sessionId && st.models.has(j.sha256)) {
+          deferred.push(jobId);
+          break;
+        }
+      }
+    }
+    return deferred;
   }
 
   constructor(private readonly deps: DispatcherDeps) {}
@@ -81,7 +120,8 @@ export class Dispatcher {
     const trust = await this.deps.trust.current(session.contributorId);
     if (trust.status === 'banned') return [];
     const maxPanelBytes = Math.min(session.limits.maxStorageBufferBindingSize, session.limits.maxBufferSize);
-    const st = this.sessionState(session.sessionId, session.reportedGflops, session.tuning);
+    const st = this.sessionState(session.sessionId, session.reportedGflops, session.tuning, session.models);
+    const accepts = session.accepts ?? ['matmul'];
     // Only contributors in good standing time benchmarks: a quarantined one's figures would need checking twice.
     if (this.deps.benchmarks && session.accepts?.includes('benchmark') && trust.status === 'active') {
       const gflops = session.tuning?.gflops.large ?? session.reportedGflops;
@@ -95,7 +135,7 @@ export class Dispatcher {
       if (run) return [run];
     }
     const leaseMsFor = (work: Parameters<typeof leaseDurationMs>[1]) => leaseDurationMs(this.deps.policy, work, st.speed);
-    const canary = this.deps.canaries && Math.random() < canaryRate(trust) ? this.deps.canaries.take() : undefined;
+    const canary = this.deps.canaries && accepts.includes('matmul') && Math.random() < canaryRate(trust) ? this.deps.canaries.take() : undefined;
     if (canary) {
       const lease = await this.deps.store.leaseShard(canary, { contributorId: session.contributorId, sessionId: session.sessionId, now: Date.now(), maxPanelBytes, leaseMsFor });
       if (lease) {
@@ -103,18 +143,26 @@ export class Dispatcher {
         return [toLease(lease)];
       }
     }
+    const now = Date.now();
     const granted = await this.deps.store.grantLeases({
       contributorId: session.contributorId,
       sessionId: session.sessionId,
       max,
-      now: Date.now(),
+      now,
+      jobTypes: accepts.filter((t) => t !== 'benchmark'),
+      heldBlobs: [...st.models],
+      deferJobs: this.deferredFor(session.sessionId, st.models, now),
       maxPanelBytes,
       maxActivePerSession: this.deps.maxLeasesPerSession,
       speculateAfterMs: this.deps.speculateAfterMs,
       ...(st.last ? { prefer: st.last } : {}),
       leaseMsFor,
     });
-    if (granted.length > 0) this.deps.metrics.shardsLeased.inc({ job_type: 'matmul' }, granted.length);
+    for (const g of granted) {
+      this.deps.metrics.shardsLeased.inc({ job_type: g.jobType });
+      // It fetches the model with this lease and keeps it: later shards of the model should come here.
+      if (g.jobType === 'inference') st.models.add(g.b.sha256);
+    }
     const last = granted.at(-1);
     if (last) {
       st.last = { jobId: last.jobId, rowPanel: last.rowPanel, colPanel: last.colPanel };

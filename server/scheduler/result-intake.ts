@@ -14,7 +14,7 @@ export interface ResultIntakeDeps {
   results: ResultFiles;
   finisher: JobFinisher;
   trust: TrustKeeper;
-  verifiers: { freivalds: ResultVerifier; replication: ResultVerifier; canary: ResultVerifier };
+  verifiers: { freivalds: ResultVerifier; replication: ResultVerifier; canary: ResultVerifier; inference: ResultVerifier; inferenceReplication: ResultVerifier };
   maxShardFailures: number;
   log: Logger;
   metrics: Metrics;
@@ -71,8 +71,10 @@ export class ResultIntake {
   }
 
   private verifierFor(lease: LeaseLookup): ResultVerifier {
-    if (lease.job.hidden) return this.deps.verifiers.canary;
-    return lease.job.verification === 'replication' ? this.deps.verifiers.replication : this.deps.verifiers.freivalds;
+    const v = this.deps.verifiers;
+    if (lease.job.hidden) return v.canary;
+    if (lease.job.type === 'inference') return lease.job.verification === 'replication' ? v.inferenceReplication : v.inference;
+    return lease.job.verification === 'replication' ? v.replication : v.freivalds;
   }
 
   private async reject(session: Submitter, lease: LeaseLookup, event: 'protocol-violation' | 'rejected' | 'canary-failed', message: string): Promise<void> {

@@ -25,6 +25,12 @@ export class TuningCensus {
     const edges = [...this.bySession.values()].map(efficientEdge).sort((a, b) => a - b);
     return edges.length ? edges[(edges.length - 1) >> 1] : undefined;
   }
+
+  /** The median online contributor's tuned speed on medium tiles (GFLOPS), or undefined when none reported one. */
+  medianGflops(): number | undefined {
+    const speeds = [...this.bySession.values()].map((t) => t.gflops.medium).sort((a, b) => a - b);
+    return speeds.length ? speeds[(speeds.length - 1) >> 1] : undefined;
+  }
 }
 
 export function efficientEdge(t: KernelTuning): number {

@@ -59,15 +59,28 @@ export class ResultFiles {
     }
   }
 
-  /** Renames the assembled file into place; safe to call again after a crash. */
-  async finalize(jobId: string): Promise<void> {
+  /**
+   * Puts the assembled file in place; safe to call again after a crash. `pack`
+   * writes the served form from the assembled one (an inference job's .npy or
+   * .npz), which then replaces it atomically.
+   */
+  async finalize(jobId: string, pack?: (assembledPath: string, outPath: string) => Promise<void>): Promise<void> {
     const final = this.finalPath(jobId);
     if (await stat(final).catch(() => undefined)) return;
-    await rename(this.partialPath(jobId), final);
+    if (pack) {
+      const packed = join(this.dir, `${jobId}.packing`);
+      await pack(this.partialPath(jobId), packed);
+      const handle = await open(packed, 'r');
+      await handle.sync().finally(() => handle.close());
+      await rename(packed, final);
+      await unlink(this.partialPath(jobId)).catch(() => undefined);
+    } else {
+      await rename(this.partialPath(jobId), final);
+    }
     await syncDir(this.dir);
   }
 
   async remove(jobId: string): Promise<void> {
-    for (const p of [this.finalPath(jobId), this.partialPath(jobId)]) await unlink(p).catch(() => undefined);
+    for (const p of [this.finalPath(jobId), this.partialPath(jobId), join(this.dir, `${jobId}.packing`)]) await unlink(p).catch(() => undefined);
   }
 }

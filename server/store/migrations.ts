@@ -175,14 +175,67 @@ const MIGRATIONS: readonly string[] = [
   CREATE INDEX benchmark_runs_state ON benchmark_runs (state, deadline);
   CREATE INDEX benchmark_runs_session ON benchmark_runs (session_id, state);
   `,
+  // v3: inference jobs. Their spec (model, inputs, outputs, tolerance) is kept as JSON beside the
+  // job, and 'recompute' joins the verification methods; SQLite cannot alter a CHECK, so the
+  // jobs table is rebuilt (foreign keys are off while migrations run, see migrate()).
+  `
+  CREATE TABLE job_specs (
+    job_id TEXT PRIMARY KEY REFERENCES jobs(id) ON DELETE CASCADE,
+    spec TEXT NOT NULL
+  );
+  CREATE TABLE jobs_v3 (
+    id TEXT PRIMARY KEY,
+    type TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('queued','running','completed','failed','cancelled')),
+    owner TEXT,
+    verification TEXT NOT NULL DEFAULT 'freivalds' CHECK (verification IN ('freivalds','replication','recompute')),
+    hidden INTEGER NOT NULL DEFAULT 0,
+    priority INTEGER NOT NULL DEFAULT 0,
+    m INTEGER NOT NULL, k INTEGER NOT NULL, n INTEGER NOT NULL,
+    tile_rows INTEGER NOT NULL, tile_cols INTEGER NOT NULL,
+    total_shards INTEGER NOT NULL,
+    returned_shards INTEGER NOT NULL DEFAULT 0,
+    leased_shards INTEGER NOT NULL DEFAULT 0,
+    last_granted_at INTEGER NOT NULL DEFAULT 0,
+    verified_shards INTEGER NOT NULL DEFAULT 0,
+    reason TEXT,
+    input_bytes INTEGER NOT NULL DEFAULT 0,
+    result_bytes INTEGER NOT NULL DEFAULT 0,
+    result_deleted INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    completed_at INTEGER
+  );
+  INSERT INTO jobs_v3 (id, type, status, owner, verification, hidden, priority, m, k, n, tile_rows, tile_cols, total_shards, returned_shards,
+                       leased_shards, last_granted_at, verified_shards, reason, input_bytes, result_bytes, result_deleted, created_at, updated_at, completed_at)
+    SELECT id, type, status, owner, verification, hidden, priority, m, k, n, tile_rows, tile_cols, total_shards, returned_shards,
+           leased_shards, last_granted_at, verified_shards, reason, input_bytes, result_bytes, result_deleted, created_at, updated_at, completed_at FROM jobs;
+  DROP TABLE jobs;
+  ALTER TABLE jobs_v3 RENAME TO jobs;
+  CREATE INDEX jobs_status ON jobs (status, priority DESC, created_at);
+  CREATE INDEX jobs_owner ON jobs (owner, created_at);
+  `,
 ];
 
+/**
+ * Foreign keys are off while migrations run (the pragma has no effect inside a transaction),
+ * so a table can be rebuilt without cascading deletes; each migration checks them before it commits.
+ */
 export function migrate(db: Database): void {
   const current = db.pragma('user_version', { simple: true }) as number;
-  for (let v = current; v < MIGRATIONS.length; v++) {
-    db.transaction(() => {
-      db.exec(MIGRATIONS[v]!);
-      db.pragma(`user_version = ${v + 1}`);
-    }).immediate();
+  if (current >= MIGRATIONS.length) return;
+  const enforced = db.pragma('foreign_keys', { simple: true }) === 1;
+  db.pragma('foreign_keys = OFF');
+  try {
+    for (let v = current; v < MIGRATIONS.length; v++) {
+      db.transaction(() => {
+        db.exec(MIGRATIONS[v]!);
+        const broken = db.pragma('foreign_key_check') as unknown[];
+        if (broken.length > 0) throw new Error(`migration ${v + 1} left ${broken.length} broken foreign key references`);
+        db.pragma(`user_version = ${v + 1}`);
+      }).immediate();
+    }
+  } finally {
+    if (enforced) db.pragma('foreign_keys = ON');
   }
 }

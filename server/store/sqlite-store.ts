@@ -193,11 +193,16 @@ export class SqliteStore implements Store {
       insertJob.run(job.id, job.type, job.owner, job.priority, job.verification, job.hidden ? 1 : 0, job.m, job.k, job.n, job.tileRows, job.tileCols, job.shards.length, job.inputBytes ?? 0, job.resultBytes ?? 0, job.now, job.now);
       for (const p of job.panels) insertPanel.run(job.id, p.side, p.idx, p.sha256, p.bytes);
       for (const s of job.shards) insertShard.run(s.id, job.id, s.idx, s.rowPanel, s.colPanel, s.row0, s.col0, s.rows, s.cols);
+      if (job.spec !== undefined) this.stmt(`INSERT INTO job_specs (job_id, spec) VALUES (?, ?)`).run(job.id, job.spec);
     }).immediate();
   }
 
   async getJob(id: string): Promise<JobRecord | undefined> {
     return this.jobById(id);
+  }
+
+  async jobSpec(jobId: string): Promise<string | undefined> {
+    return (this.stmt(`SELECT spec FROM job_specs WHERE job_id = ?`).get(jobId) as { spec: string } | undefined)?.spec;
   }
 
   private jobById(id: string): JobRecord | undefined {
@@ -392,10 +397,11 @@ export class SqliteStore implements Store {
     // Requesters of equal priority take turns (the one served longest ago goes next), and so do
     // each requester's jobs: a requester with ten jobs gets no more than one with a single job.
     const pickJob = this.stmt(
-      `SELECT j.id, j.k FROM jobs j
+      `SELECT j.id, j.k, j.type FROM jobs j
        WHERE j.${ACTIVE_JOB} AND j.hidden = 0 AND EXISTS (SELECT 1 FROM shards s WHERE s.state = 'queued' AND s.job_id = j.id)
-         AND j.id NOT IN (SELECT value FROM json_each(?))
+         AND j.id NOT IN (SELECT value FROM json_each(?)) AND j.type IN (SELECT value FROM json_each(?))
        ORDER BY j.priority DESC,
+         EXISTS (SELECT 1 FROM job_panels p WHERE p.job_id = j.id AND p.side = 'b' AND p.sha256 IN (SELECT value FROM json_each(?))) DESC,
          (SELECT max(o.last_granted_at) FROM jobs o WHERE o.owner IS j.owner AND o.${ACTIVE_JOB}) ASC,
          j.last_granted_at ASC, j.created_at ASC LIMIT 1`,
     );
@@ -410,9 +416,9 @@ export class SqliteStore implements Store {
        ORDER BY (s.row_panel = ?) + (s.col_panel = ?) DESC, s.idx LIMIT 1`,
     );
     const pickStraggler = this.stmt(
-      `SELECT s.*, j.k FROM leases l JOIN shards s ON s.id = l.shard_id JOIN jobs j ON j.id = s.job_id
+      `SELECT s.*, j.k, j.type AS job_type FROM leases l JOIN shards s ON s.id = l.shard_id JOIN jobs j ON j.id = s.job_id
        WHERE l.state = 'active' AND l.granted_at < ? AND l.contributor_id != ? AND s.state = 'leased' AND j.${ACTIVE_JOB} AND j.hidden = 0
-         AND j.id NOT IN (SELECT value FROM json_each(?))
+         AND j.id NOT IN (SELECT value FROM json_each(?)) AND j.type IN (SELECT value FROM json_each(?))
          AND (SELECT count(*) FROM leases x WHERE x.shard_id = s.id AND x.state = 'active') = 1
          AND NOT EXISTS (SELECT 1 FROM leases r WHERE r.shard_id = s.id AND r.contributor_id = ?
                          AND (r.state = 'rejected' OR (r.state = 'expired' AND r.ended_at > ?)))
@@ -429,13 +435,16 @@ export class SqliteStore implements Store {
     );
     return this.db
       .transaction(() => {
-        const held = (activeInSession.get(req.sessionId) as { n: number }).n;
-        const want = Math.min(req.max, req.maxActivePerSession - held);
+        const active = (activeInSession.get(req.sessionId) as { n: number }).n;
+        const want = Math.min(req.max, req.maxActivePerSession - active);
+        const types = JSON.stringify(req.jobTypes);
+        const held = JSON.stringify(req.heldBlobs ?? []);
         const granted: GrantedLease[] = [];
-        const skipped: string[] = [];
-        const toWork = (shard: ShardRow, k: number): ShardWork => ({
+        const skipped: string[] = [...(req.deferJobs ?? [])];
+        const toWork = (shard: ShardRow, k: number, jobType: JobType): ShardWork => ({
           shardId: shard.id,
           jobId: shard.job_id,
+          jobType,
           rowPanel: shard.row_panel,
           colPanel: shard.col_panel,
           rows: shard.rows,
@@ -453,7 +462,7 @@ export class SqliteStore implements Store {
         };
         let prefer = req.prefer;
         while (granted.length < want) {
-          const job = pickJob.get(JSON.stringify(skipped)) as { id: string; k: number } | undefined;
+          const job = pickJob.get(JSON.stringify(skipped), types, held) as { id: string; k: number; type: JobType } | undefined;
           if (!job) break;
           const same = prefer?.jobId === job.id;
           const shard = pickShard.get(job.id, req.contributorId, req.now - EXPIRED_COOLDOWN_MS, req.contributorId, same ? prefer!.rowPanel : -1, same ? prefer!.colPanel : -1) as ShardRow | undefined;
@@ -461,7 +470,7 @@ export class SqliteStore implements Store {
             skipped.push(job.id);
             continue;
           }
-          const work = toWork(shard, job.k);
+          const work = toWork(shard, job.k, job.type);
           if (!fits(work)) {
             skipped.push(job.id); // this device cannot bind the job's panels; leave it to bigger ones
             continue;
@@ -473,11 +482,11 @@ export class SqliteStore implements Store {
         }
         const tooLarge: string[] = [];
         while (granted.length < want && Number.isFinite(req.speculateAfterMs)) {
-          const s = pickStraggler.get(req.now - req.speculateAfterMs, req.contributorId, JSON.stringify(tooLarge), req.contributorId, req.now - EXPIRED_COOLDOWN_MS, req.contributorId) as
-            | (ShardRow & { k: number })
+          const s = pickStraggler.get(req.now - req.speculateAfterMs, req.contributorId, JSON.stringify(tooLarge), types, req.contributorId, req.now - EXPIRED_COOLDOWN_MS, req.contributorId) as
+            | (ShardRow & { k: number; job_type: JobType })
             | undefined;
           if (!s) break;
-          const work = toWork(s, s.k);
+          const work = toWork(s, s.k, s.job_type);
           if (!fits(work)) {
             tooLarge.push(s.job_id);
             continue;
@@ -827,7 +836,7 @@ export class SqliteStore implements Store {
 
   async leaseShard(
     shardId: string,
-    req: Omit<LeaseGrantRequest, 'max' | 'prefer' | 'speculateAfterMs' | 'maxActivePerSession'>,
+    req: Omit<LeaseGrantRequest, 'max' | 'prefer' | 'speculateAfterMs' | 'maxActivePerSession' | 'jobTypes' | 'heldBlobs' | 'deferJobs'>,
   ): Promise<GrantedLease | undefined> {
     return this.db
       .transaction(() => {
@@ -837,6 +846,7 @@ export class SqliteStore implements Store {
         const work: ShardWork = {
           shardId,
           jobId: job.id,
+          jobType: job.type,
           rowPanel: shard.row_panel,
           colPanel: shard.col_panel,
           rows: shard.rows,

@@ -25,7 +25,8 @@ export interface NewShard {
   cols: number;
 }
 
-export type VerificationMethod = 'freivalds' | 'replication';
+/** freivalds: matmul's algebraic check; replication: two contributors agree; recompute: the coordinator recomputes sampled rows (inference). */
+export type VerificationMethod = 'freivalds' | 'replication' | 'recompute';
 
 export interface KeyLimits {
   maxConcurrentJobs: number;
@@ -66,6 +67,8 @@ export interface NewJob {
   tileCols: number;
   panels: PanelRecord[];
   shards: NewShard[];
+  /** JSON of the job type's own description (inference: shared/inference-job.ts), kept beside the job. */
+  spec?: string;
   now: number;
 }
 
@@ -96,6 +99,7 @@ export interface JobRecord {
 export interface ShardWork {
   shardId: string;
   jobId: string;
+  jobType: JobType;
   rowPanel: number;
   colPanel: number;
   rows: number;
@@ -129,6 +133,15 @@ export interface LeaseGrantRequest {
    * verified result wins. Infinity disables it.
    */
   speculateAfterMs: number;
+  /** Job types this contributor runs (hello `accepts`); others are never leased to it. */
+  jobTypes: readonly JobType[];
+  /**
+   * Blobs the contributor already holds (inference model packages): among jobs of equal priority,
+   * those whose B panel is one of them come first, so weights are not downloaded again.
+   */
+  heldBlobs?: readonly string[];
+  /** Jobs not to lease from this time (left to contributors that hold their model). */
+  deferJobs?: readonly string[];
 }
 
 export type LeaseState = 'active' | 'returned' | 'rejected' | 'expired' | 'released' | 'superseded' | 'cancelled';
@@ -251,6 +264,8 @@ export interface BenchmarkRunRecord {
 export interface Store {
   createJob(job: NewJob): Promise<void>;
   getJob(id: string): Promise<JobRecord | undefined>;
+  /** The job's spec (NewJob.spec), if it was created with one. */
+  jobSpec(jobId: string): Promise<string | undefined>;
   listJobs(filter: { owner?: string | null; limit: number }): Promise<JobRecord[]>;
   jobPanels(jobId: string): Promise<PanelRecord[]>;
   /** Cancels the job and its unfinished shards and leases; returns the sessions holding revoked leases. */
@@ -274,7 +289,7 @@ export interface Store {
   /** Marks the shard verified and credits the lease's contributor (and `alsoCredit`, replicas that agreed). */
   acceptResult(token: string, now: number, flops: number, alsoCredit?: string[]): Promise<AcceptOutcome>;
   /** Leases one specific shard (a canary) to a contributor. */
-  leaseShard(shardId: string, req: Omit<LeaseGrantRequest, 'max' | 'prefer' | 'speculateAfterMs' | 'maxActivePerSession'>): Promise<GrantedLease | undefined>;
+  leaseShard(shardId: string, req: Omit<LeaseGrantRequest, 'max' | 'prefer' | 'speculateAfterMs' | 'maxActivePerSession' | 'jobTypes' | 'heldBlobs' | 'deferJobs'>): Promise<GrantedLease | undefined>;
   /** Parks a result until a replica agrees with it; the shard goes back to the queue for another contributor. */
   addPendingResult(token: string, sha256: string, bytes: number, now: number): Promise<PendingResult[]>;
   pendingResults(shardId: string): Promise<PendingResult[]>;

@@ -20,6 +20,8 @@ export class ReplicationVerifier implements ResultVerifier {
     private readonly store: Store,
     private readonly blobs: BlobStore,
     private readonly random: () => number = Math.random,
+    /** When two results count as the same answer; by default within float32 rounding of a length-k dot product. */
+    private readonly agree: (lease: LiveLease, x: Float32Array, y: Float32Array) => Promise<boolean> | boolean = (lease, x, y) => resultsAgree(x, y, lease.job.k),
   ) {}
 
   async verify(lease: LiveLease, tile: Float32Array, submitter: TrustRecord): Promise<Verdict> {
@@ -30,7 +32,7 @@ export class ReplicationVerifier implements ResultVerifier {
     const outvoted: string[] = [];
     for (const p of parked) {
       const other = await this.blobs.readFloat32(p.sha256);
-      (resultsAgree(tile, other, lease.job.k) ? agreed : outvoted).push(p.contributorId);
+      ((await this.agree(lease, tile, other)) ? agreed : outvoted).push(p.contributorId);
     }
     if (agreed.length > 0) {
       await this.store.dropPendingResults({ shardId: lease.shardId }).then((shas) => Promise.all(shas.map((s) => this.blobs.delete(s))));

@@ -5,12 +5,17 @@ import {
   PROTOCOL_VERSION,
   type ClientToServerEvents,
   type BenchmarkLease,
+  type InferenceLease,
   type LeaseReply,
   type MatmulLease,
   type ResultReply,
   type ServerToClientEvents,
 } from '../../shared/protocol';
 import { inputSeeds, probePositions, seededElement } from '../../shared/seeded';
+import { interleaveOutputs, splitShardInputs } from '../../shared/inference-job';
+import type { ModelGraph } from '../../shared/model-graph';
+import { decodeModelPackage } from '../../shared/model-package';
+import { runReference } from '../../server/inference/reference-executor';
 import { WEBGPU_DEFAULT_LIMITS } from '../../shared/tiling';
 
 export type SimSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
@@ -50,6 +55,13 @@ export class SimContributor {
   token: string | undefined;
   /** Every lease this contributor was granted, in order. */
   readonly leases: MatmulLease[] = [];
+  /** Every inference lease it was granted, in order. */
+  readonly inferenceLeases: InferenceLease[] = [];
+  /** Model packages it downloaded (a real contributor keeps them; so does this one, in memory). */
+  readonly modelDownloads: string[] = [];
+  private readonly models = new Map<string, ModelGraph>();
+  private readonly inference: boolean;
+  private readonly heldModels: string[];
   /** Benchmark runs this contributor answered, and how the coordinator took them. */
   readonly benchmarkReplies: { jobId: string; status: number; body: unknown }[] = [];
   private readonly max: number;
@@ -65,8 +77,22 @@ export class SimContributor {
   constructor(
     private readonly url: string,
     private readonly behaviour: Behaviour = { kind: 'honest' },
-    opts: { token?: string; max?: number; gflops?: number; kernels?: KernelTuning; transport?: 'socket' | 'http'; benchmarks?: boolean; adapter?: { vendor: string; architecture: string } } = {},
+    opts: {
+      token?: string;
+      max?: number;
+      gflops?: number;
+      kernels?: KernelTuning;
+      transport?: 'socket' | 'http';
+      benchmarks?: boolean;
+      adapter?: { vendor: string; architecture: string };
+      /** Takes inference leases, computing them with the CPU reference executor. */
+      inference?: boolean;
+      /** Model packages it says it holds in hello (it downloads them on first use all the same). */
+      models?: string[];
+    } = {},
   ) {
+    this.inference = opts.inference ?? false;
+    this.heldModels = opts.models ?? [];
     this.transport = opts.transport ?? 'socket';
     this.token = opts.token;
     this.max = opts.max ?? 1;
@@ -88,7 +114,10 @@ export class SimContributor {
       ...(this.token ? { token: this.token } : {}),
       agent: { kind: 'simulated', userAgent: 'vitest' },
       adapter: { ...this.adapter, device: '', description: 'simulated contributor' },
-      ...(this.benchmarks ? { accepts: ['matmul', 'benchmark'] as const } : {}),
+      ...(this.benchmarks || this.inference
+        ? { accepts: ['matmul', ...(this.benchmarks ? (['benchmark'] as const) : []), ...(this.inference ? (['inference'] as const) : [])] }
+        : {}),
+      ...(this.heldModels.length ? { models: this.heldModels } : {}),
       limits: WEBGPU_DEFAULT_LIMITS,
       ...(this.gflops ? { benchmark: { matmulGflops: this.gflops } } : {}),
       ...(this.kernels ? { kernels: this.kernels } : {}),
@@ -143,6 +172,12 @@ export class SimContributor {
       }
       const benchmarks = reply.leases.filter((l): l is BenchmarkLease => l.kind === 'benchmark');
       for (const run of benchmarks) await this.runBenchmark(run);
+      const inference = reply.leases.filter((l): l is InferenceLease => l.kind === 'inference');
+      this.inferenceLeases.push(...inference);
+      for (const lease of inference) {
+        const done = await this.handle(lease);
+        if (!done) return;
+      }
       const leases = reply.leases.filter((l): l is MatmulLease => l.kind === 'matmul');
       this.leases.push(...leases);
       if (this.behaviour.kind === 'other-shard' && leases.length >= 2) {
@@ -160,7 +195,7 @@ export class SimContributor {
   }
 
   /** Returns false when this contributor stops working for good. */
-  private async handle(lease: MatmulLease): Promise<boolean> {
+  private async handle(lease: MatmulLease | InferenceLease): Promise<boolean> {
     const b = this.behaviour;
     if (b.kind === 'vanish' && this.stats.verified >= (b.afterShards ?? 0)) {
       this.disconnect();
@@ -169,7 +204,7 @@ export class SimContributor {
     if (b.kind === 'silent') return true;
     if (b.kind === 'replay' && this.firstResult) {
       await this.socket.timeout(30_000).emitWithAck('lease:result', this.firstResult).then((r) => this.count(r));
-      const old = new Float32Array(lease.rows * lease.cols);
+      const old = new Float32Array(lease.rows * (lease.kind === 'inference' ? lease.outputsPerSample : lease.cols));
       old.set(this.firstTile!.subarray(0, old.length));
       await this.send(lease, old);
       return true;
@@ -191,7 +226,7 @@ export class SimContributor {
   private firstResult: { shardId: string; leaseToken: string; c: Uint8Array } | undefined;
   private firstTile: Float32Array | undefined;
 
-  private async send(lease: MatmulLease, c: Float32Array): Promise<void> {
+  private async send(lease: MatmulLease | InferenceLease, c: Float32Array): Promise<void> {
     if (!this.socket.connected) return;
     if (this.transport === 'http') {
       const res = await fetch(new URL(`/api/v1/leases/${lease.leaseToken}/result`, this.url), {
@@ -249,8 +284,27 @@ export class SimContributor {
     this.benchmarkReplies.push({ jobId: lease.jobId, status: res.status, body: await res.json() });
   }
 
-  async compute(lease: MatmulLease): Promise<Float32Array> {
+  async compute(lease: MatmulLease | InferenceLease): Promise<Float32Array> {
+    if (lease.kind === 'inference') return this.infer(lease);
     const [a, b] = await Promise.all([this.fetchPanel(lease.a), this.fetchPanel(lease.b)]);
     return matmulReference(a, b, lease.rows, lease.k, lease.cols);
+  }
+
+  /** Runs the lease's samples through the reference executor, as a browser runs them through its plan. */
+  private async infer(lease: InferenceLease): Promise<Float32Array> {
+    let graph = this.models.get(lease.model.sha256);
+    if (!graph) {
+      const res = await fetch(new URL(lease.model.url, this.url));
+      if (!res.ok) throw new Error(`model fetch ${res.status}`);
+      graph = decodeModelPackage(new Uint8Array(await res.arrayBuffer()));
+      this.models.set(lease.model.sha256, graph);
+      this.modelDownloads.push(lease.model.sha256);
+    }
+    const sizes = graph.inputs.map((v) => (v.dims.slice(1) as number[]).reduce((a, b) => a * b, 1));
+    const inputs = splitShardInputs(await this.fetchPanel(lease.input), sizes, lease.rows);
+    const feeds = Object.fromEntries(graph.inputs.map((v, i) => [v.name, { dims: [lease.rows, ...(v.dims.slice(1) as number[])], data: inputs[i]! }]));
+    const out = runReference(graph, feeds);
+    const outs = graph.outputs.map((o) => out[o.name]!.data);
+    return interleaveOutputs(outs, outs.map((o) => o.length / lease.rows), lease.rows);
   }
 }
