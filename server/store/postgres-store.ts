@@ -50,15 +50,7 @@ import type {
  */
 
 type Db = pg.Pool | PoolClient;
-
-/**
- * Fields the inference work adds to the interface (a job's spec, the job types a contributor
- * runs, the blobs it holds, jobs to defer). Read as optional so this file builds both before
- * and after they land in store.ts; without them every job type is leased, as before.
- */
-type InferenceJob = NewJob & { spec?: string };
-type GrantRequest = LeaseGrantRequest & { jobTypes?: readonly JobType[]; heldBlobs?: readonly string[]; deferJobs?: readonly string[] };
-type LeaseShardRequest = Pick<LeaseGrantRequest, 'contributorId' | 'sessionId' | 'now' | 'maxPanelBytes' | 'leaseMsFor'>;
+type LeaseShardRequest = Omit<LeaseGrantRequest, 'max' | 'prefer' | 'speculateAfterMs' | 'maxActivePerSession' | 'jobTypes' | 'heldBlobs' | 'deferJobs'>;
 
 interface JobRow {
   id: string;
@@ -318,12 +310,10 @@ export class PostgresStore implements Store {
           [job.id, s.map((x) => x.id), s.map((x) => x.idx), s.map((x) => x.rowPanel), s.map((x) => x.colPanel), s.map((x) => x.row0), s.map((x) => x.col0), s.map((x) => x.rows), s.map((x) => x.cols)],
         );
       }
-      const spec = (job as InferenceJob).spec;
-      if (spec !== undefined) await c.query(`INSERT INTO job_specs (job_id, spec) VALUES ($1, $2)`, [job.id, spec]);
+      if (job.spec !== undefined) await c.query(`INSERT INTO job_specs (job_id, spec) VALUES ($1, $2)`, [job.id, job.spec]);
     });
   }
 
-  /** The job's spec (NewJob.spec), if it was created with one. */
   async jobSpec(jobId: string): Promise<string | undefined> {
     return (await this.row<{ spec: string }>(this.pool, `SELECT spec FROM job_specs WHERE job_id = $1`, [jobId]))?.spec;
   }
@@ -463,7 +453,7 @@ export class PostgresStore implements Store {
     return new Set(rows.map((r) => r.sha256));
   }
 
-  private async toWork(c: PoolClient, shard: ShardRow, k: number, jobType: string): Promise<ShardWork> {
+  private async toWork(c: PoolClient, shard: ShardRow, k: number, jobType: JobType): Promise<ShardWork> {
     const panels = await this.rows<PanelRecord>(
       c,
       `SELECT side, idx, sha256, bytes FROM job_panels WHERE job_id = $1 AND ((side = 'a' AND idx = $2) OR (side = 'b' AND idx = $3))`,
@@ -473,11 +463,10 @@ export class PostgresStore implements Store {
     const b = panels.find((p) => p.side === 'b');
     if (!a) throw new Error(`job ${shard.job_id} has no a panel ${shard.row_panel}`);
     if (!b) throw new Error(`job ${shard.job_id} has no b panel ${shard.col_panel}`);
-    const work = { shardId: shard.id, jobId: shard.job_id, jobType: jobType as JobType, rowPanel: shard.row_panel, colPanel: shard.col_panel, rows: shard.rows, cols: shard.cols, k, a, b };
-    return work;
+    return { shardId: shard.id, jobId: shard.job_id, jobType, rowPanel: shard.row_panel, colPanel: shard.col_panel, rows: shard.rows, cols: shard.cols, k, a, b };
   }
 
-  private async insertLease(c: PoolClient, work: ShardWork, req: { contributorId: string; sessionId: string; now: number; leaseMsFor: (w: ShardWork) => number }): Promise<GrantedLease> {
+  private async insertLease(c: PoolClient, work: ShardWork, req: LeaseShardRequest): Promise<GrantedLease> {
     const token = randomUUID();
     const deadline = Math.ceil(req.now + req.leaseMsFor(work));
     await c.query(`INSERT INTO leases (token, shard_id, contributor_id, session_id, state, granted_at, deadline) VALUES ($1, $2, $3, $4, 'active', $5, $6)`, [
@@ -491,9 +480,7 @@ export class PostgresStore implements Store {
     return { ...work, token, deadline };
   }
 
-  async grantLeases(request: LeaseGrantRequest): Promise<GrantedLease[]> {
-    const req: GrantRequest = request;
-    const types = req.jobTypes ?? null;
+  async grantLeases(req: LeaseGrantRequest): Promise<GrantedLease[]> {
     return this.tx(async (c) => {
       const held = (await this.row<{ n: number }>(c, `SELECT count(*) AS n FROM leases WHERE session_id = $1 AND state = 'active'`, [req.sessionId]))!.n;
       const want = Math.min(req.max, req.maxActivePerSession - held);
@@ -508,18 +495,18 @@ export class PostgresStore implements Store {
         // Requesters of equal priority take turns (the one served longest ago goes next), and so do each
         // requester's jobs. Jobs granted from in this call count as served now, as if already written.
         // Among equal priorities, jobs whose B panel (an inference model) the contributor holds come first.
-        const job = await this.row<{ id: string; k: number; type: string }>(
+        const job = await this.row<{ id: string; k: number; type: JobType }>(
           c,
           `SELECT j.id, j.k, j.type FROM jobs j
            WHERE j.${ACTIVE_JOB} AND NOT j.hidden AND EXISTS (SELECT 1 FROM shards s WHERE s.state = 'queued' AND s.job_id = j.id)
-             AND NOT (j.id = ANY($1::text[])) AND ($4::text[] IS NULL OR j.type = ANY($4::text[]))
+             AND NOT (j.id = ANY($1::text[])) AND j.type = ANY($4::text[])
            ORDER BY j.priority DESC,
              EXISTS (SELECT 1 FROM job_panels p WHERE p.job_id = j.id AND p.side = 'b' AND p.sha256 = ANY($5::text[])) DESC,
              (SELECT max(CASE WHEN o.id = ANY($2::text[]) THEN $3::bigint ELSE o.last_granted_at END) FROM jobs o
                WHERE o.owner IS NOT DISTINCT FROM j.owner AND o.${ACTIVE_JOB}) ASC,
              CASE WHEN j.id = ANY($2::text[]) THEN $3::bigint ELSE j.last_granted_at END ASC, j.created_at ASC
            LIMIT 1`,
-          [skipped, [...touched.keys()], req.now, types, req.heldBlobs ?? []],
+          [skipped, [...touched.keys()], req.now, req.jobTypes, req.heldBlobs ?? []],
         );
         if (!job) break;
         const same = prefer?.jobId === job.id;
@@ -548,7 +535,7 @@ export class PostgresStore implements Store {
         touched.set(job.id, (touched.get(job.id) ?? 0) + 1);
         prefer = { jobId: job.id, rowPanel: shard.row_panel, colPanel: shard.col_panel };
       }
-      if (granted.length < want && Number.isFinite(req.speculateAfterMs)) await this.speculate(c, req, types, want, granted, fits);
+      if (granted.length < want && Number.isFinite(req.speculateAfterMs)) await this.speculate(c, req, want, granted, fits);
       for (const [id, n] of byKey(touched)) {
         await c.query(`UPDATE jobs SET status = 'running', leased_shards = leased_shards + $1, last_granted_at = $2, updated_at = $2 WHERE id = $3`, [n, req.now, id]);
       }
@@ -557,29 +544,22 @@ export class PostgresStore implements Store {
   }
 
   /** Backup copies of straggling shards (see LeaseGrantRequest.speculateAfterMs), appended to `granted`. */
-  private async speculate(
-    c: PoolClient,
-    req: LeaseGrantRequest,
-    types: readonly string[] | null,
-    want: number,
-    granted: GrantedLease[],
-    fits: (w: ShardWork) => boolean,
-  ): Promise<void> {
+  private async speculate(c: PoolClient, req: LeaseGrantRequest, want: number, granted: GrantedLease[], fits: (w: ShardWork) => boolean): Promise<void> {
     const tooLarge: string[] = [];
     const raced: string[] = [];
     while (granted.length < want) {
-      const s = await this.row<ShardRow & { k: number; job_type: string }>(
+      const s = await this.row<ShardRow & { k: number; job_type: JobType }>(
         c,
         `SELECT s.*, j.k, j.type AS job_type FROM leases l JOIN shards s ON s.id = l.shard_id JOIN jobs j ON j.id = s.job_id
          WHERE l.state = 'active' AND l.granted_at < $1 AND l.contributor_id <> $2 AND s.state = 'leased' AND j.${ACTIVE_JOB} AND NOT j.hidden
-           AND NOT (j.id = ANY($3::text[])) AND NOT (s.id = ANY($5::text[])) AND ($6::text[] IS NULL OR j.type = ANY($6::text[]))
+           AND NOT (j.id = ANY($3::text[])) AND NOT (s.id = ANY($5::text[])) AND j.type = ANY($6::text[])
            AND (SELECT count(*) FROM leases x WHERE x.shard_id = s.id AND x.state = 'active') = 1
            AND NOT EXISTS (SELECT 1 FROM leases r WHERE r.shard_id = s.id AND r.contributor_id = $2
                            AND (r.state = 'rejected' OR (r.state = 'expired' AND r.ended_at > $4)))
            AND NOT EXISTS (SELECT 1 FROM shard_results p WHERE p.shard_id = s.id AND p.contributor_id = $2)
          ORDER BY j.priority DESC, l.granted_at ASC LIMIT 1
          FOR UPDATE OF s SKIP LOCKED`,
-        [req.now - req.speculateAfterMs, req.contributorId, tooLarge, req.now - EXPIRED_COOLDOWN_MS, raced, types],
+        [req.now - req.speculateAfterMs, req.contributorId, tooLarge, req.now - EXPIRED_COOLDOWN_MS, raced, req.jobTypes],
       );
       if (!s) return;
       // The count above is from the statement's snapshot; now that the shard is locked, its leases cannot change under us.
