@@ -73,6 +73,9 @@ function onEvent(e: WorkerEvent): void {
         (['small', 'medium', 'large'] as const).map((c) => `${c} tiles: ${e.tuning.configs[c]} (${e.tuning.gflops[c].toFixed(2)} GFLOPS)`).join(' · ') +
         (e.cached ? '' : ` — tuned in ${(e.tuning.ms / 1000).toFixed(1)} s`);
       break;
+    case 'model':
+      $('last').textContent = `downloaded a model's weights (${(e.bytes / 1e6).toFixed(1)} MB); kept in this browser for later jobs on it`;
+      break;
     case 'benchmark':
       $('last').textContent = `network benchmark for job ${e.jobId}: ${e.ok ? 'accepted' : `refused — ${e.message ?? ''}`}`;
       break;

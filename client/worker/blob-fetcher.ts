@@ -41,14 +41,19 @@ export class BlobFetcher {
     }
   }
 
-  private async download(ref: BlobRef): Promise<ArrayBuffer> {
-    const res = await fetch(new URL(ref.url, this.baseUrl));
-    if (!res.ok) throw new Error(`blob ${ref.sha256.slice(0, 12)}: HTTP ${res.status}`);
-    const buf = await res.arrayBuffer();
-    if (buf.byteLength !== ref.bytes) throw new Error(`blob ${ref.sha256.slice(0, 12)}: ${buf.byteLength} bytes, expected ${ref.bytes}`);
-    const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', buf));
-    const hex = Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
-    if (hex !== ref.sha256) throw new Error(`blob ${ref.sha256.slice(0, 12)}: content does not match its hash`);
-    return buf;
+  private download(ref: BlobRef): Promise<ArrayBuffer> {
+    return downloadBlob(this.baseUrl, ref);
   }
+}
+
+/** Fetches a content-addressed blob and checks its size and sha256. */
+export async function downloadBlob(baseUrl: string, ref: BlobRef): Promise<ArrayBuffer> {
+  const res = await fetch(new URL(ref.url, baseUrl));
+  if (!res.ok) throw new Error(`blob ${ref.sha256.slice(0, 12)}: HTTP ${res.status}`);
+  const buf = await res.arrayBuffer();
+  if (buf.byteLength !== ref.bytes) throw new Error(`blob ${ref.sha256.slice(0, 12)}: ${buf.byteLength} bytes, expected ${ref.bytes}`);
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', buf));
+  const hex = Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
+  if (hex !== ref.sha256) throw new Error(`blob ${ref.sha256.slice(0, 12)}: content does not match its hash`);
+  return buf;
 }

@@ -4,6 +4,8 @@ import {
   type ClientToServerEvents,
   type BenchmarkLease,
   type BenchmarkReply,
+  type BlobRef,
+  type InferenceLease,
   type Lease,
   type MatmulLease,
   type ProfileMessage,
@@ -26,6 +28,12 @@ export interface LoopDeps {
   kernel: MatmulKernel;
   agentKind: 'page' | 'agent';
   userAgent: string;
+  /** Runs inference leases; without it the contributor takes matmul and benchmark work only. */
+  inference?: {
+    held(): Promise<string[]>;
+    prefetch(model: BlobRef): void;
+    run(lease: InferenceLease, input: ArrayBuffer): Promise<{ rows: Float32Array; flops: number }>;
+  };
   /** The device's tuned kernels, reported with hello: the coordinator sizes leases and tiles by them. */
   tuning?: KernelTuning;
   /** Share of wall time the GPU may be busy, in (0, 1]: after each tile the loop rests in proportion. */
@@ -113,11 +121,13 @@ export class ContributorLoop {
     const socket = this.socket;
     if (!socket) return;
     const token = await this.deps.loadToken();
+    const models = (await this.deps.inference?.held()) ?? [];
     const reply = await socket.timeout(ACK_TIMEOUT_MS).emitWithAck('hello', {
       protocol: PROTOCOL_VERSION,
       ...(token ? { token } : {}),
       agent: { kind: this.deps.agentKind, userAgent: this.deps.userAgent },
-      accepts: ['matmul', 'benchmark'],
+      accepts: this.deps.inference ? ['matmul', 'benchmark', 'inference'] : ['matmul', 'benchmark'],
+      ...(models.length ? { models: models.slice(-64) } : {}),
       adapter: this.deps.gpu.adapter,
       limits: this.deps.gpu.limits,
       ...(this.deps.tuning
@@ -143,7 +153,7 @@ export class ContributorLoop {
    * panels are already downloading, so the GPU does not wait on the network.
    */
   private async run(): Promise<void> {
-    const queue: { lease: Lease; panels: Promise<[ArrayBuffer, ArrayBuffer] | null> }[] = [];
+    const queue: { lease: Lease; panels: Promise<ArrayBuffer[] | null> }[] = [];
     while (this.running) {
       const socket = this.socket;
       if (!socket?.connected || !this.introduced) {
@@ -166,7 +176,13 @@ export class ContributorLoop {
             continue;
           }
           for (const lease of reply.leases) {
-            const panels = lease.kind === 'matmul' ? Promise.all([this.blobs.get(lease.a), this.blobs.get(lease.b)]) : Promise.resolve(null);
+            if (lease.kind === 'inference') this.deps.inference?.prefetch(lease.model);
+            const panels =
+              lease.kind === 'matmul'
+                ? Promise.all([this.blobs.get(lease.a), this.blobs.get(lease.b)])
+                : lease.kind === 'inference'
+                  ? Promise.all([this.blobs.get(lease.input)])
+                  : Promise.resolve(null);
             panels.catch(() => undefined); // awaited below; avoid an unhandled rejection meanwhile
             queue.push({ lease, panels });
           }
@@ -179,7 +195,8 @@ export class ContributorLoop {
         const next = queue.shift()!;
         const panels = await next.panels;
         if (next.lease.kind === 'benchmark') await this.benchmark(next.lease);
-        else await this.work(next.lease, panels!);
+        else if (next.lease.kind === 'inference') await this.infer(next.lease, panels![0]!);
+        else await this.work(next.lease, [panels![0]!, panels![1]!]);
       } catch (err) {
         // Ack timeouts, failed downloads and dropped connections land here; the socket reconnects by itself.
         this.deps.emit({ type: 'state', state: 'error', message: err instanceof Error ? err.message : String(err) });
@@ -222,8 +239,21 @@ export class ContributorLoop {
     this.deps.emit({ type: 'state', state: 'working' });
     const t0 = performance.now();
     const c = await this.deps.kernel.run(new Float32Array(a), new Float32Array(b), lease.rows, lease.k, lease.cols);
-    const computeMs = performance.now() - t0;
-    const gflops = (2 * lease.rows * lease.cols * lease.k) / (computeMs * 1e6);
+    await this.finish(lease, c, performance.now() - t0, 2 * lease.rows * lease.cols * lease.k);
+  }
+
+  private async infer(lease: InferenceLease, input: ArrayBuffer): Promise<void> {
+    if (this.revoked.delete(lease.shardId)) return;
+    if (!this.deps.inference) throw new Error('received an inference lease without an inference runner');
+    this.deps.emit({ type: 'state', state: 'working', message: `inference on ${lease.rows} samples` });
+    const t0 = performance.now();
+    const { rows, flops } = await this.deps.inference.run(lease, input);
+    await this.finish(lease, rows, performance.now() - t0, flops);
+  }
+
+  /** Sends a computed result back, reports it to the page, and rests as the duty cycle asks. */
+  private async finish(lease: MatmulLease | InferenceLease, c: Float32Array, computeMs: number, flops: number): Promise<void> {
+    const gflops = flops / (computeMs * 1e6);
     const duty = Math.min(1, Math.max(0.01, this.deps.duty?.() ?? 1));
     const rest = duty < 1 ? computeMs * (1 / duty - 1) : 0;
     if (this.revoked.delete(lease.shardId)) return;

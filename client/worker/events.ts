@@ -9,6 +9,8 @@ export type WorkerEvent =
   | { type: 'tuning'; progress: TuningProgress }
   | { type: 'tuned'; tuning: TuningRecord; cached: boolean }
   | { type: 'benchmark'; jobId: string; ok: boolean; message?: string }
+  /** A model's weights were downloaded (once per browser; later jobs on the model reuse them). */
+  | { type: 'model'; sha256: string; bytes: number }
   | { type: 'shard'; shardId: string; jobId: string; ok: boolean; computeMs: number; gflops: number; message?: string };
 
 export type ProbeResult = { ok: true; adapter: AdapterInfo; limits: DeviceLimits } | { ok: false; message: string };

@@ -3,6 +3,10 @@ import * as Comlink from 'comlink';
 import { autotune, tuningKey, type TuningRecord } from '../gpu/autotune';
 import { acquireGpu, type GpuHandle } from '../gpu/device';
 import { MatmulKernel } from '../gpu/matmul-kernel';
+import { InferenceOps } from '../gpu/inference-ops';
+import { INFERENCE_SOURCES } from '../gpu/inference-sources';
+import { indexedDbModelStore } from '../storage/model-store';
+import { InferenceRunner } from './inference-run';
 import { SHADER_SOURCES } from '../gpu/shader-sources';
 import { loadToken, loadTuning, saveToken, saveTuning } from '../storage/identity-store';
 import { ContributorLoop } from './contributor-loop';
@@ -14,6 +18,7 @@ import type { GpuWorkerApi, ProbeResult, WorkerEvent } from './events';
  */
 let gpu: GpuHandle | undefined;
 let kernel: MatmulKernel | undefined;
+let ops: InferenceOps | undefined;
 let tuning: TuningRecord | undefined;
 let loop: ContributorLoop | undefined;
 let listener: ((e: WorkerEvent) => void) | undefined;
@@ -24,6 +29,7 @@ async function ensureGpu(): Promise<GpuHandle> {
     // A lost device cannot be reused: drop it and its pipelines, then start over on a new one.
     gpu = undefined;
     kernel = undefined;
+    ops = undefined;
     const wasRunning = loop !== undefined;
     loop?.stop();
     loop = undefined;
@@ -31,6 +37,7 @@ async function ensureGpu(): Promise<GpuHandle> {
     if (wasRunning && listener) void api.start(currentServer, listener);
   });
   kernel = new MatmulKernel(gpu.device, SHADER_SOURCES);
+  ops = new InferenceOps(gpu.device, INFERENCE_SOURCES);
   return gpu;
 }
 
@@ -78,6 +85,9 @@ const api: GpuWorkerApi = {
       agentKind: 'page',
       userAgent: navigator.userAgent,
       tuning: t,
+      inference: new InferenceRunner(ops!, indexedDbModelStore, serverUrl, g.limits.maxStorageBufferBindingSize, (ref) =>
+        onEvent({ type: 'model', sha256: ref.sha256, bytes: ref.bytes }),
+      ),
       duty: () => duty,
       loadToken,
       saveToken,
