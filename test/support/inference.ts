@@ -22,7 +22,7 @@ export async function postInference(url: string, model: Uint8Array, files: Recor
   const form = new FormData();
   form.set('type', 'inference');
   for (const [k, v] of Object.entries(fields)) form.set(k, v);
-  form.set('model', new Blob([model]), 'model.onnx');
+  form.set('model', new Blob([new Uint8Array(model)]), 'model.onnx');
   for (const [name, t] of Object.entries(files)) form.set(name, npyOf(t), `${name}.npy`);
   return fetch(`${url}/api/v1/jobs`, { method: 'POST', body: form, headers: authHeaders(url) });
 }
