@@ -46,6 +46,12 @@ export function buildOpenApi(version: string): Json {
   const fields = inputSchema(SubmitFieldsSchema) as { properties: Json; required?: string[] };
   const listQuery = inputSchema(ListQuerySchema) as { properties: { limit: Json } };
   const benchFields = inputSchema(BenchmarkFieldsSchema) as { properties: Json };
+  // One form serves every job type: the verification methods differ by type.
+  fields.properties.verification = {
+    type: 'string',
+    enum: ['freivalds', 'replication', 'recompute'],
+    description: 'matmul: freivalds (default) or replication; inference: recompute (default) or replication',
+  };
 
   return {
     openapi: '3.0.3',
@@ -73,7 +79,10 @@ export function buildOpenApi(version: string): Json {
           summary: 'Submit a job',
           description:
             `type=${JOB_TYPES.join('|')}. matmul: files a (M×K) and b (K×N), float32 .npy in C or Fortran order; inputs must be finite. ` +
-            'benchmark: no files; fields kernel, sizes and/or shapes, contributors, reps, warmup, wait — the kernel is timed on up to `contributors` distinct GPUs and the result is a BenchmarkReport.',
+            'benchmark: no files; fields kernel, sizes and/or shapes, contributors, reps, warmup, wait — the kernel is timed on up to `contributors` distinct GPUs and the result is a BenchmarkReport. ' +
+            'inference: file model (an ONNX model, float32, supported operators only) and one float32 .npy per model input, each named after the input (a one-input model also takes `input`); ' +
+            'the first dimension is the batch, split into shards; verification recompute (default: the coordinator recomputes sampled rows) or replication. ' +
+            'A model that cannot run gets a 400 naming every unsupported operator and its node.',
           requestBody: {
             required: true,
             content: {
@@ -85,6 +94,8 @@ export function buildOpenApi(version: string): Json {
                     ...fields.properties,
                     a: { type: 'string', format: 'binary', description: 'matmul: A (M×K)' },
                     b: { type: 'string', format: 'binary', description: 'matmul: B (K×N)' },
+                    model: { type: 'string', format: 'binary', description: 'inference: the ONNX model' },
+                    input: { type: 'string', format: 'binary', description: 'inference: the batch for a one-input model (otherwise one file per input, named after it)' },
                     ...Object.fromEntries(Object.entries(benchFields.properties).filter(([k]) => k !== 'priority')),
                   },
                 },
@@ -116,11 +127,13 @@ export function buildOpenApi(version: string): Json {
       },
       '/api/v1/jobs/{id}/result': {
         get: {
-          summary: 'The result: C as .npy (matmul), or the report so far (benchmark)',
+          summary: 'The result: C as .npy (matmul), the outputs as .npy or .npz (inference), or the report so far (benchmark)',
           parameters: [jobId],
           responses: {
             '200': {
-              description: 'matmul: C (M×N) as a float32 .npy; benchmark: the runs and their grouping by adapter, at any status',
+              description:
+                'matmul: C (M×N) as a float32 .npy; inference: the single output as .npy, or several as .npz keyed by output name (numpy.load reads both); ' +
+                'benchmark: the runs and their grouping by adapter, at any status',
               content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } }, 'application/json': { schema: ref('BenchmarkReport') } },
             },
             '404': error('no such job of yours'),
