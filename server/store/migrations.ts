@@ -215,6 +215,14 @@ const MIGRATIONS: readonly string[] = [
   CREATE INDEX jobs_status ON jobs (status, priority DESC, created_at);
   CREATE INDEX jobs_owner ON jobs (owner, created_at);
   `,
+  // Who assembles a job's result: one coordinator here, but the store interface is shared with PostgreSQL's.
+  `
+  CREATE TABLE finalize_claims (
+    job_id TEXT PRIMARY KEY REFERENCES jobs(id) ON DELETE CASCADE,
+    node_id TEXT NOT NULL,
+    claimed_at INTEGER NOT NULL
+  );
+  `,
 ];
 
 /**

@@ -196,6 +196,51 @@ const MIGRATIONS: readonly string[] = [
   ALTER TABLE jobs DROP CONSTRAINT jobs_verification_check;
   ALTER TABLE jobs ADD CONSTRAINT jobs_verification_check CHECK (verification IN ('freivalds','replication','recompute'));
   `,
+  // v4: several coordinators. Exactly one node assembles a job's result (finalize_claims); blobs and
+  // results live in the database, in chunks of bytea, so any node serves them without a shared disk.
+  `
+  CREATE TABLE finalize_claims (
+    job_id TEXT PRIMARY KEY REFERENCES jobs(id) ON DELETE CASCADE,
+    node_id TEXT NOT NULL,
+    claimed_at BIGINT NOT NULL
+  );
+  CREATE TABLE blobs (
+    sha256 TEXT PRIMARY KEY,
+    bytes BIGINT NOT NULL,
+    -- refreshed by every put, so garbage collection spares a blob an upload on another node is about to reference
+    touched_at BIGINT NOT NULL
+  );
+  CREATE TABLE blob_chunks (
+    sha256 TEXT NOT NULL REFERENCES blobs(sha256) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    data BYTEA NOT NULL,
+    PRIMARY KEY (sha256, idx)
+  );
+  CREATE TABLE result_shapes (
+    job_id TEXT PRIMARY KEY,
+    m INTEGER NOT NULL,
+    n INTEGER NOT NULL
+  );
+  CREATE TABLE result_tiles (
+    job_id TEXT NOT NULL,
+    row0 INTEGER NOT NULL,
+    col0 INTEGER NOT NULL,
+    rows INTEGER NOT NULL,
+    cols INTEGER NOT NULL,
+    data BYTEA NOT NULL,
+    PRIMARY KEY (job_id, row0, col0)
+  );
+  CREATE TABLE result_files (
+    job_id TEXT PRIMARY KEY,
+    bytes BIGINT NOT NULL
+  );
+  CREATE TABLE result_chunks (
+    job_id TEXT NOT NULL REFERENCES result_files(job_id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    data BYTEA NOT NULL,
+    PRIMARY KEY (job_id, idx)
+  );
+  `,
 ];
 
 /** The advisory lock key that serialises migration runs across coordinators ("tess" in ASCII). */

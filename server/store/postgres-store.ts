@@ -10,6 +10,7 @@ import type {
   BenchmarkRunGrant,
   BenchmarkRunLookup,
   BenchmarkRunRecord,
+  BenchmarkRunFilter,
   BenchmarkRunState,
   ContributorRecord,
   GrantedLease,
@@ -417,7 +418,7 @@ export class PostgresStore implements Store {
   async jobsAwaitingFinalize(): Promise<JobRecord[]> {
     const rows = await this.rows<JobRow>(
       this.pool,
-      `SELECT * FROM jobs WHERE ${ACTIVE_JOB} AND NOT hidden AND type = 'matmul' AND verified_shards = total_shards`,
+      `SELECT * FROM jobs WHERE ${ACTIVE_JOB} AND NOT hidden AND type IN ('matmul','inference') AND verified_shards = total_shards`,
     );
     return rows.map(toJob);
   }
@@ -775,9 +776,27 @@ export class PostgresStore implements Store {
     return this.endLeasesWhere((p) => `contributor_id = $${p}`, [contributorId], 'released', now);
   }
 
-  async releaseAllActiveLeases(now: number): Promise<number> {
-    const runs = await this.endActiveBenchmarkRuns({ all: true }, now);
-    return runs + (await this.endLeasesWhere(() => 'TRUE', [], 'released', now));
+  async releaseAllActiveLeases(now: number, sessionPrefix?: string): Promise<number> {
+    if (sessionPrefix === undefined) {
+      const runs = await this.endActiveBenchmarkRuns({ all: true }, now);
+      return runs + (await this.endLeasesWhere(() => 'TRUE', [], 'released', now));
+    }
+    const runs = await this.endActiveBenchmarkRuns({ all: true, sessionPrefix }, now);
+    return runs + (await this.endLeasesWhere((p) => `starts_with(session_id, $${p})`, [sessionPrefix], 'released', now));
+  }
+
+  async claimFinalize(jobId: string, nodeId: string, now: number, staleMs: number): Promise<boolean> {
+    // One statement: the upsert's row lock makes two nodes' claims on the same job serialise.
+    const rows = await this.rows<{ job_id: string }>(
+      this.pool,
+      `INSERT INTO finalize_claims (job_id, node_id, claimed_at)
+       SELECT id, $2, $3 FROM jobs WHERE id = $1 AND ${ACTIVE_JOB}
+       ON CONFLICT (job_id) DO UPDATE SET node_id = EXCLUDED.node_id, claimed_at = EXCLUDED.claimed_at
+         WHERE finalize_claims.node_id = EXCLUDED.node_id OR finalize_claims.claimed_at < $4
+       RETURNING job_id`,
+      [jobId, nodeId, now, now - staleMs],
+    );
+    return rows.length > 0;
   }
 
   async leaseShard(shardId: string, req: LeaseShardRequest): Promise<GrantedLease | undefined> {
@@ -1087,7 +1106,7 @@ export class PostgresStore implements Store {
     });
   }
 
-  async endActiveBenchmarkRuns(filter: { sessionId: string; token?: string } | { deadlineBefore: number } | { all: true }, now: number): Promise<number> {
+  async endActiveBenchmarkRuns(filter: BenchmarkRunFilter, now: number): Promise<number> {
     const [where, params, state]: [string, unknown[], BenchmarkRunState] =
       'sessionId' in filter
         ? filter.token !== undefined
@@ -1095,7 +1114,9 @@ export class PostgresStore implements Store {
           : ['session_id = $1', [filter.sessionId], 'released']
         : 'deadlineBefore' in filter
           ? ['deadline < $1', [filter.deadlineBefore], 'expired']
-          : ['TRUE', [], 'released'];
+          : filter.sessionPrefix !== undefined
+            ? ['starts_with(session_id, $1)', [filter.sessionPrefix], 'released']
+            : ['TRUE', [], 'released'];
     return this.tx(async (c) => {
       const runs = await this.rows<{ token: string; job_id: string }>(c, `SELECT token, job_id FROM benchmark_runs WHERE state = 'active' AND ${where} ORDER BY token FOR UPDATE`, params);
       if (runs.length === 0) return 0;

@@ -8,6 +8,7 @@ import type {
   BenchmarkRunGrant,
   BenchmarkRunLookup,
   BenchmarkRunRecord,
+  BenchmarkRunFilter,
   BenchmarkRunState,
   NewBenchmarkJob,
   AcceptOutcome,
@@ -361,7 +362,7 @@ export class SqliteStore implements Store {
   }
 
   async jobsAwaitingFinalize(): Promise<JobRecord[]> {
-    const rows = this.stmt(`SELECT * FROM jobs WHERE ${ACTIVE_JOB} AND hidden = 0 AND type = 'matmul' AND verified_shards = total_shards`).all() as JobRow[];
+    const rows = this.stmt(`SELECT * FROM jobs WHERE ${ACTIVE_JOB} AND hidden = 0 AND type IN ('matmul','inference') AND verified_shards = total_shards`).all() as JobRow[];
     return rows.map(toJob);
   }
 
@@ -682,12 +683,17 @@ export class SqliteStore implements Store {
       .immediate();
   }
 
-  async endActiveBenchmarkRuns(filter: { sessionId: string; token?: string } | { deadlineBefore: number } | { all: true }, now: number): Promise<number> {
+  async endActiveBenchmarkRuns(filter: BenchmarkRunFilter, now: number): Promise<number> {
     const [where, params, state]: [string, unknown[], BenchmarkRunState] =
       'sessionId' in filter
         ? filter.token !== undefined
           ? ['session_id = ? AND token = ?', [filter.sessionId, filter.token], 'released']
-          : ['session_id = ?', [filter.sessionId], 'released'] : 'deadlineBefore' in filter ? ['deadline < ?', [filter.deadlineBefore], 'expired'] : ['1 = 1', [], 'released'];
+          : ['session_id = ?', [filter.sessionId], 'released']
+        : 'deadlineBefore' in filter
+          ? ['deadline < ?', [filter.deadlineBefore], 'expired']
+          : filter.sessionPrefix !== undefined
+            ? ['substr(session_id, 1, ?) = ?', [filter.sessionPrefix.length, filter.sessionPrefix], 'released']
+            : ['1 = 1', [], 'released'];
     return this.db
       .transaction(() => {
         const jobs = this.stmt(`SELECT job_id, count(*) AS n FROM benchmark_runs WHERE state = 'active' AND ${where} GROUP BY job_id`).all(...params) as { job_id: string; n: number }[];
@@ -720,9 +726,24 @@ export class SqliteStore implements Store {
     return rows.map((r) => ({ job: toJob(r), spec: r.bench_spec }));
   }
 
-  async releaseAllActiveLeases(now: number): Promise<number> {
-    const runs = await this.endActiveBenchmarkRuns({ all: true }, now);
-    return runs + this.endLeasesWhere('1 = 1', [], 'released', now);
+  async releaseAllActiveLeases(now: number, sessionPrefix?: string): Promise<number> {
+    if (sessionPrefix === undefined) {
+      const runs = await this.endActiveBenchmarkRuns({ all: true }, now);
+      return runs + this.endLeasesWhere('1 = 1', [], 'released', now);
+    }
+    const runs = await this.endActiveBenchmarkRuns({ all: true, sessionPrefix }, now);
+    return runs + this.endLeasesWhere('substr(session_id, 1, ?) = ?', [sessionPrefix.length, sessionPrefix], 'released', now);
+  }
+
+  async claimFinalize(jobId: string, nodeId: string, now: number, staleMs: number): Promise<boolean> {
+    const row = this.stmt(
+      `INSERT INTO finalize_claims (job_id, node_id, claimed_at)
+       SELECT id, @nodeId, @now FROM jobs WHERE id = @jobId AND ${ACTIVE_JOB}
+       ON CONFLICT (job_id) DO UPDATE SET node_id = excluded.node_id, claimed_at = excluded.claimed_at
+         WHERE finalize_claims.node_id = excluded.node_id OR finalize_claims.claimed_at < @staleBefore
+       RETURNING job_id`,
+    ).get({ jobId, nodeId, now, staleBefore: now - staleMs });
+    return row !== undefined;
   }
 
   async createApiKey(k: KeyLimits & { id: string; name: string; keyHash: string; now: number }): Promise<void> {

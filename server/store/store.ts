@@ -232,6 +232,9 @@ export interface NewBenchmarkJob {
   now: number;
 }
 
+/** Which active benchmark runs endActiveBenchmarkRuns ends. */
+export type BenchmarkRunFilter = { sessionId: string; token?: string } | { deadlineBefore: number } | { all: true; sessionPrefix?: string };
+
 export type BenchmarkRunState = 'active' | 'done' | 'declined' | 'rejected' | 'expired' | 'released' | 'cancelled';
 
 export interface BenchmarkRunGrant {
@@ -303,8 +306,18 @@ export interface Store {
   releaseLease(token: string, sessionId: string, now: number): Promise<boolean>;
   releaseSession(sessionId: string, now: number): Promise<number>;
   expireLeases(now: number): Promise<number>;
-  /** Marks every lease active at start-up as released: their sockets died with the old process. */
-  releaseAllActiveLeases(now: number): Promise<number>;
+  /**
+   * Marks leases active at start-up as released: their sockets died with the old process.
+   * With `sessionPrefix`, only sessions whose id starts with it (this node's, when several
+   * coordinators share the store); without, every active lease (a single coordinator).
+   */
+  releaseAllActiveLeases(now: number, sessionPrefix?: string): Promise<number>;
+  /**
+   * Claims the assembly of an active job's result for `nodeId`, atomically: true when this node
+   * holds the claim (just taken, already its own, or taken over from a claim older than `staleMs`,
+   * whose node presumably died), false when another node holds a fresh one or the job has ended.
+   */
+  claimFinalize(jobId: string, nodeId: string, now: number, staleMs: number): Promise<boolean>;
 
   /** Sets a contributor's name and team; refuses a name that looks like another contributor's. */
   setProfile(contributorId: string, change: ProfileChange, now: number): Promise<{ ok: true; name: string | null; team: string | null } | { ok: false; taken: 'name' }>;
@@ -334,8 +347,11 @@ export interface Store {
   findBenchmarkRun(token: string): Promise<BenchmarkRunLookup | undefined>;
   /** Ends an active run as done (counted), declined (could not run the kernel) or rejected (wrong answers). */
   endBenchmarkRun(token: string, state: 'done' | 'declined' | 'rejected', now: number, result?: string): Promise<{ ended: boolean; done: number; total: number }>;
-  /** Ends active runs: one handed back by its session or all of a session (released), past their deadline (expired), or all at start-up (released). */
-  endActiveBenchmarkRuns(filter: { sessionId: string; token?: string } | { deadlineBefore: number } | { all: true }, now: number): Promise<number>;
+  /**
+   * Ends active runs: one handed back by its session or all of a session (released), past their deadline (expired),
+   * or at start-up all of them, or those of sessions starting with `sessionPrefix` (released).
+   */
+  endActiveBenchmarkRuns(filter: BenchmarkRunFilter, now: number): Promise<number>;
   /** Open benchmark jobs that have all their runs, or whose wait is over. */
   benchmarkJobsDue(now: number): Promise<string[]>;
   benchmarkRuns(jobId: string): Promise<BenchmarkRunRecord[]>;

@@ -292,6 +292,38 @@ function storeContract(engine: string, open: () => Promise<Opened>): void {
       expect(await store.getJob('bench')).toMatchObject({ verifiedShards: 0 });
     });
 
+    it('releases at start-up only the leases of sessions with a node prefix, when given one', async () => {
+      await contributors(store, 'c1', 'c2');
+      await store.createJob(matmulJob('j'));
+      const mine = await store.grantLeases(grantReq({ sessionId: 'node-a:x1', max: 2 }));
+      const theirs = await store.grantLeases(grantReq({ contributorId: 'c2', sessionId: 'node-ab:x2', max: 2 }));
+      await store.createBenchmarkJob({ id: 'bench', owner: null, priority: 0, spec: '{}', m: 8, k: 8, n: 8, contributors: 2, waitUntil: NOW + DAY, now: NOW });
+      await store.grantBenchmarkRun({ contributorId: 'c1', sessionId: 'node-a:x1', adapter: '{}', agentKind: 'browser', now: NOW, leaseMs: () => 1_000 });
+      await store.grantBenchmarkRun({ contributorId: 'c2', sessionId: 'node-ab:x2', adapter: '{}', agentKind: 'browser', now: NOW, leaseMs: () => 1_000 });
+      expect(await store.releaseAllActiveLeases(NOW + 1, 'node-a:')).toBe(3);
+      for (const l of mine) expect((await store.findLease(l.token))!.state).toBe('released');
+      for (const l of theirs) expect((await store.findLease(l.token))!.state).toBe('active');
+      expect(await store.shardCounts()).toEqual({ queued: 2, leased: 2, verified: 0 });
+      expect(await store.releaseAllActiveLeases(NOW + 2, 'node-a:')).toBe(0);
+      expect(await store.releaseAllActiveLeases(NOW + 3)).toBe(3);
+    });
+
+    it('lets one node claim the assembly of a job, and another take over only a stale claim', async () => {
+      await store.createJob(matmulJob('j'));
+      expect(await store.claimFinalize('j', 'a', NOW, 60_000)).toBe(true);
+      expect(await store.claimFinalize('j', 'b', NOW + 1, 60_000)).toBe(false);
+      expect(await store.claimFinalize('j', 'a', NOW + 2, 60_000)).toBe(true);
+      expect(await store.claimFinalize('j', 'b', NOW + 60_001, 60_000)).toBe(false);
+      expect(await store.claimFinalize('j', 'b', NOW + 60_003, 60_000)).toBe(true);
+      expect(await store.claimFinalize('j', 'a', NOW + 60_004, 60_000)).toBe(false);
+      expect(await store.claimFinalize('missing', 'a', NOW, 60_000)).toBe(false);
+      await store.finishJob('j', 'completed', NOW + 70_000);
+      expect(await store.claimFinalize('j', 'b', NOW + 70_001, 60_000)).toBe(false);
+      await store.createJob(matmulJob('r'));
+      const wins = await Promise.all(['x', 'y', 'z', 'w'].map((node) => store.claimFinalize('r', node, NOW, 60_000)));
+      expect(wins.filter(Boolean)).toHaveLength(1);
+    });
+
     it('parks results for replication and drops them with their blobs', async () => {
       await contributors(store, 'c1', 'c2', 'c3');
       await store.createJob(matmulJob('j', { rowPanels: 1, colPanels: 1, verification: 'replication' }));
