@@ -1,7 +1,10 @@
+import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 
 const int = (def: number, min = 0) => z.coerce.number().int().min(min).default(def);
+/** An optional setting where an empty value (`VAR=` in a unit file) means unset. */
+const optional = (schema: z.ZodString) => z.preprocess((v) => (v === '' ? undefined : v), schema.optional());
 
 const EnvSchema = z.object({
   PORT: int(8080, 0).pipe(z.number().max(65535)),
@@ -33,6 +36,11 @@ const EnvSchema = z.object({
   TESSERA_METRICS_TOKEN: z.string().default(''),
   TESSERA_RATE_LIMIT_PER_SECOND: int(50, 1),
   TESSERA_RATE_LIMIT_BURST: int(100, 1),
+  TESSERA_DATABASE_URL: optional(z.string().regex(/^(postgres|postgresql):\/\//, 'must be a postgres:// URL (leave it unset for the embedded SQLite store)')),
+  TESSERA_REDIS_URL: optional(z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL')),
+  // The node id prefixes this node's contributor sessions in the shared store, so ':' is not allowed in it.
+  TESSERA_NODE_ID: optional(z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'letters, digits, ".", "_" and "-" only, at most 64')),
+  TESSERA_FINALIZE_POLL_MS: int(5_000, 100),
 });
 
 export interface Config {
@@ -68,8 +76,22 @@ export interface Config {
   /** When set, /metrics requires `Authorization: Bearer <token>`. */
   metricsToken: string;
   rateLimit: { perSecond: number; burst: number };
+  /**
+   * Networked mode: several coordinators share one PostgreSQL database (jobs, blobs, results) and,
+   * optionally, one Redis (Socket.IO broadcasts, REST rate limits). Absent: embedded SQLite and local files.
+   */
+  cluster?: ClusterConfig;
   /** Directory of the built contributor page; absent in tests that need no page. */
   clientDir?: string;
+}
+
+export interface ClusterConfig {
+  databaseUrl: string;
+  redisUrl?: string;
+  /** This coordinator's name among the others; stable across its restarts, so it releases only its own old leases. */
+  nodeId: string;
+  /** How often each node looks for jobs whose assembly a dead node left undone. */
+  finalizePollMs: number;
 }
 
 export class ConfigError extends Error {}
@@ -113,5 +135,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     trustProxy: e.TESSERA_TRUST_PROXY,
     metricsToken: e.TESSERA_METRICS_TOKEN,
     rateLimit: { perSecond: e.TESSERA_RATE_LIMIT_PER_SECOND, burst: e.TESSERA_RATE_LIMIT_BURST },
+    ...(e.TESSERA_DATABASE_URL ? { cluster: clusterConfig(e, e.TESSERA_DATABASE_URL) } : {}),
   };
+}
+
+function clusterConfig(e: z.infer<typeof EnvSchema>, databaseUrl: string): ClusterConfig {
+  // Hostname and port: two nodes on one machine differ by port, and a node restarted in place keeps its name.
+  const nodeId = e.TESSERA_NODE_ID ?? `${hostname().replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 50)}-${e.PORT}`;
+  return { databaseUrl, ...(e.TESSERA_REDIS_URL ? { redisUrl: e.TESSERA_REDIS_URL } : {}), nodeId, finalizePollMs: e.TESSERA_FINALIZE_POLL_MS };
 }

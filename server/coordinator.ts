@@ -7,7 +7,7 @@ import { MAX_RESULT_BYTES } from '../shared/protocol';
 import type { Config } from './config';
 import { ensureLocalKey } from './auth/api-keys';
 import { createApp } from './http/app';
-import { JobFinisher } from './jobs/job-finisher';
+import { JobFinisher, type NodeIdentity } from './jobs/job-finisher';
 import { createLogger, type Logger } from './logger';
 import { attachContributorChannel, contributorRoom, type ContributorServer } from './realtime/contributor-channel';
 import { IdleSessions } from './realtime/idle-sessions';
@@ -17,10 +17,10 @@ import { Metrics } from './metrics/metrics';
 import { NetworkStats } from './community/network-stats';
 import { Dispatcher } from './scheduler/dispatcher';
 import { DEFAULT_LEASE_POLICY } from './scheduler/lease-policy';
-import { BlobStore } from './storage/blob-store';
-import { ResultFiles } from './storage/result-files';
-import { SqliteStore } from './store/sqlite-store';
+import { openStorage } from './storage/open-storage';
 import type { Store } from './store/store';
+import { RedisLink } from './realtime/redis-link';
+import { WorkSignal } from './realtime/work-signal';
 import { FreivaldsVerifier } from './verify/matmul-verifier';
 import { CanaryVerifier } from './verify/canary-verifier';
 import { ReplicationVerifier } from './verify/replication-verifier';
@@ -50,14 +50,16 @@ async function removeStaleUploads(dir: string): Promise<void> {
 export async function startCoordinator(config: Config, log: Logger = createLogger(config.logLevel)): Promise<Coordinator> {
   await mkdir(config.dataDir, { recursive: true });
   await removeStaleUploads(join(config.dataDir, 'uploads'));
-  const store = new SqliteStore(join(config.dataDir, 'tessera.db'));
-  const blobs = new BlobStore(join(config.dataDir, 'blobs'));
-  await blobs.init();
-  const results = new ResultFiles(join(config.dataDir, 'results'));
-  await results.init();
-  const finisher = new JobFinisher(store, results, blobs, log);
+  const storage = await openStorage(config);
+  const { store, blobs, results } = storage;
+  const cluster = config.cluster;
+  const node: NodeIdentity | undefined = cluster ? { nodeId: cluster.nodeId, sessionPrefix: `${cluster.nodeId}:` } : undefined;
+  const finisher = new JobFinisher(store, results, blobs, log, node);
   await finisher.recover();
-  await ensureLocalKey(store, config.dataDir, config.keyDefaults, log, config.logLevel !== 'silent');
+  await ensureLocalKey(store, config.dataDir, config.keyDefaults, log, config.logLevel !== 'silent').catch(async (err: unknown) => {
+    // Nodes starting together on an empty database race to create the first key: one wins, the others use it.
+    if (!cluster || (await store.listApiKeys()).length === 0) throw err;
+  });
 
   // Socket.IO wraps the server's existing request listener so that /socket.io/ never reaches express:
   // the listener must exist before the Socket.IO server is attached.
@@ -70,13 +72,22 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
     // Contributor pages are served by the coordinator itself; other origins only when the operator lists them.
     ...(config.corsOrigins.length > 0 ? { cors: { origin: config.corsOrigins } } : {}),
   });
+  const redis = cluster?.redisUrl ? await RedisLink.connect(cluster.redisUrl, log) : undefined;
+  redis?.attach(io);
+  if (cluster && !redis) log.warn('TESSERA_REDIS_URL is not set: lease revocations and rate limits stay on the node that makes them');
   const metrics = new Metrics(store);
   const network = new NetworkStats(store, metrics);
   const idle = new IdleSessions();
   const census = new TuningCensus();
-  const workAvailable = (shards: number) => {
+  const wakeIdle = (shards: number) => {
     // Pipelining contributors take several shards each; waking a few more than needed costs little.
-    for (const sessionId of idle.take(shards + 2)) io.to(sessionId).emit('work:available');
+    // Only this node's sockets are idle here: `local` keeps the wake-up off the Redis adapter.
+    for (const sessionId of idle.take(shards + 2)) io.local.to(sessionId).emit('work:available');
+  };
+  const signal = cluster && storage.pool ? await WorkSignal.start(cluster.databaseUrl, storage.pool, cluster.nodeId, wakeIdle, log) : undefined;
+  const workAvailable = (shards: number) => {
+    wakeIdle(shards);
+    signal?.publish(shards);
   };
   const panels = new PanelCache(blobs, 512 * 1024 * 1024);
   const trust = new TrustKeeper({
@@ -125,7 +136,7 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
       network.record(flops);
     },
   });
-  attachContributorChannel(io, { store, dispatcher, intake, trust, idle, census, metrics, rateLimit: config.rateLimit, helloTimeoutMs: config.helloTimeoutMs, log });
+  attachContributorChannel(io, { ...(node ? { sessionPrefix: node.sessionPrefix } : {}), store, dispatcher, intake, trust, idle, census, metrics, rateLimit: config.rateLimit, helloTimeoutMs: config.helloTimeoutMs, log });
 
   let ready = false;
   app = createApp({
@@ -143,6 +154,7 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
     clientDir: config.clientDir,
     version: VERSION,
     isReady: () => ready,
+    ...(redis ? { rateLimitStore: redis.rateLimitStore('jobs') } : {}),
     onJobQueued: (shards, model) => {
       if (model) dispatcher.inferenceQueued(model.jobId, model.sha256);
       workAvailable(shards);
@@ -161,11 +173,18 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
     finisher.expireResults(Date.now() - config.resultTtlMs).catch((err: unknown) => log.error({ err }, 'result expiry failed'));
   }, Math.min(60_000, Math.max(1_000, config.resultTtlMs / 4)));
   expirer.unref();
+  // With several nodes, the node that verified a job's last tile may die before assembling it: every node looks.
+  const finalizer = cluster
+    ? setInterval(() => {
+        finisher.finalizePending().catch((err: unknown) => log.error({ err }, 'finalizing pending jobs failed'));
+      }, cluster.finalizePollMs)
+    : undefined;
+  finalizer?.unref();
   ready = true;
   const addr = http.address() as AddressInfo;
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
   const url = `http://${host}:${addr.port}`;
-  log.info({ url, dataDir: config.dataDir }, 'coordinator listening');
+  log.info({ url, dataDir: config.dataDir, ...(node ? { nodeId: node.nodeId, redis: redis !== undefined } : {}) }, 'coordinator listening');
 
   return {
     url,
@@ -177,14 +196,17 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
       ready = false;
       dispatcher.stop();
       clearInterval(expirer);
+      clearInterval(finalizer);
       network.stop();
       await canaries?.close();
       await new Promise<void>((resolve) => io.close(() => resolve()));
       await new Promise((resolve) => setTimeout(resolve, 50)); // let disconnect handlers finish their store updates
       http.closeAllConnections();
-      // Leases of the sockets just closed go back to the queue before the store closes.
-      await store.releaseAllActiveLeases(Date.now());
-      store.close();
+      // Leases of the sockets just closed go back to the queue before the store closes (this node's only).
+      await store.releaseAllActiveLeases(Date.now(), node?.sessionPrefix);
+      await signal?.close();
+      await redis?.close();
+      await storage.close();
     },
   };
 }

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import cors from 'cors';
 import express, { type Express } from 'express';
-import { rateLimit } from 'express-rate-limit';
+import { rateLimit, type Store as RateLimitStore } from 'express-rate-limit';
 import helmet from 'helmet';
 import type { Logger } from '../logger';
 import type { BlobStore } from '../storage/blob-store';
@@ -29,6 +29,8 @@ export interface AppDeps extends JobsRouteDeps {
   version: string;
   isReady(): boolean;
   clientDir?: string;
+  /** Where the per-key request counters live: shared by every coordinator (Redis) in networked mode; in memory by default. */
+  rateLimitStore?: RateLimitStore;
 }
 
 export function createApp(deps: AppDeps): Express {
@@ -79,6 +81,7 @@ export function createApp(deps: AppDeps): Express {
       keyGenerator: (_req, res) => apiKeyOf(res).id,
       standardHeaders: 'draft-8',
       legacyHeaders: false,
+      ...(deps.rateLimitStore ? { store: deps.rateLimitStore } : {}),
       handler: (_req, _res, next) => next(new HttpError(429, 'RATE_LIMITED', 'too many requests for this API key; wait a minute (see the RateLimit headers)')),
     }),
   );

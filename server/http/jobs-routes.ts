@@ -159,10 +159,13 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
       throw new HttpError(409, 'RESULT_NOT_READY', `job ${job.id} has no result: ${why}`);
     }
     const spec = await specOf(job);
+    // In networked mode the result may have been assembled on another coordinator: this fetches a local copy.
+    const file = await deps.results.localFile(job.id);
+    if (!file) throw new HttpError(500, 'RESULT_LOST', `the result of job ${job.id} is missing from storage; resubmit the job`);
     res.type('application/octet-stream');
     // An inference job's result is .npy for one output, .npz (keyed by output name) for several.
     res.attachment(`${job.id}.${spec && spec.outputs.length > 1 ? 'npz' : 'npy'}`);
-    await new Promise<void>((resolve, reject) => res.sendFile(deps.results.finalPath(job.id), (err) => (err ? reject(err) : resolve())));
+    await new Promise<void>((resolve, reject) => res.sendFile(file, (err) => (err ? reject(err) : resolve())));
   });
 
   /** Cancels a queued or running job; on a finished job, deletes its stored result (freeing quota). */

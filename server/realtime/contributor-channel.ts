@@ -32,6 +32,11 @@ export type ContributorServer = Server<ClientToServerEvents, ServerToClientEvent
 type ContributorSocket = Socket<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;
 
 export interface ChannelDeps {
+  /**
+   * Prepended to socket ids to name sessions in the store: with several coordinators on one
+   * store, a node starting again releases the leases of its own old sessions, and only those.
+   */
+  sessionPrefix?: string;
   store: Store;
   dispatcher: Dispatcher;
   intake: ResultIntake;
@@ -95,12 +100,12 @@ function handler<S extends z.ZodType, R extends Reply>(
   };
 }
 
-function session(socket: ContributorSocket): ContributorSession | undefined {
+function session(socket: ContributorSocket, sessionId: string): ContributorSession | undefined {
   const { contributorId, limits, reportedGflops, tuning, adapter, agentKind, accepts, models } = socket.data;
   if (!contributorId || !limits) return undefined;
   return {
     contributorId,
-    sessionId: socket.id,
+    sessionId,
     limits,
     ...(reportedGflops ? { reportedGflops } : {}),
     ...(tuning ? { tuning } : {}),
@@ -116,6 +121,9 @@ const notIntroduced = { ok: false as const, error: { code: 'NOT_INTRODUCED' as c
 export function attachContributorChannel(io: ContributorServer, deps: ChannelDeps): void {
   const { store, dispatcher, intake, trust, idle, log } = deps;
   io.on('connection', (socket) => {
+    const sessionId = (deps.sessionPrefix ?? '') + socket.id;
+    // The session's own room, so a lease:revoked for it reaches this socket from any node (socket.id's room is implicit).
+    if (sessionId !== socket.id) void socket.join(sessionId);
     const helloTimer = setTimeout(() => {
       if (!socket.data.contributorId) socket.disconnect(true);
     }, deps.helloTimeoutMs);
@@ -178,7 +186,7 @@ export function attachContributorChannel(io: ContributorServer, deps: ChannelDep
           deps.census.join(socket.id, msg.kernels);
         }
         clearTimeout(helloTimer);
-        log.info({ contributorId: contributor!.id, sessionId: socket.id, kind: msg.agent.kind, adapter: msg.adapter }, 'contributor joined');
+        log.info({ contributorId: contributor!.id, sessionId, kind: msg.agent.kind, adapter: msg.adapter }, 'contributor joined');
         return { ok: true as const, contributorId: contributor!.id, token: token!, protocol: PROTOCOL_VERSION };
       }),
     );
@@ -186,7 +194,7 @@ export function attachContributorChannel(io: ContributorServer, deps: ChannelDep
     socket.on(
       'lease:request',
       handler(socket, log, guard, LeaseRequestSchema, async (msg) => {
-        const s = session(socket);
+        const s = session(socket, sessionId);
         if (!s) return notIntroduced;
         const leases = await dispatcher.grant(s, msg.max);
         if (leases.length === 0) idle.markIdle(socket.id);
@@ -198,7 +206,7 @@ export function attachContributorChannel(io: ContributorServer, deps: ChannelDep
     socket.on(
       'lease:result',
       handler(socket, log, guard, ResultSchema, async (msg) => {
-        const s = session(socket);
+        const s = session(socket, sessionId);
         if (!s) return notIntroduced;
         deps.metrics.bytesReceived.inc(msg.c.byteLength);
         return intake.submit(s, msg);
@@ -208,7 +216,7 @@ export function attachContributorChannel(io: ContributorServer, deps: ChannelDep
     socket.on(
       'profile',
       handler(socket, log, guard, ProfileSchema, async (msg) => {
-        const s = session(socket);
+        const s = session(socket, sessionId);
         if (!s) return notIntroduced;
         const change: ProfileChange = {};
         for (const field of ['name', 'team'] as const) {
@@ -233,7 +241,7 @@ export function attachContributorChannel(io: ContributorServer, deps: ChannelDep
     socket.on(
       'lease:release',
       handler(socket, log, guard, ReleaseSchema, async (msg) => {
-        const s = session(socket);
+        const s = session(socket, sessionId);
         if (!s) return notIntroduced;
         const ok = await dispatcher.release(s, msg.shardId, msg.leaseToken);
         return ok ? { ok: true as const } : { ok: false as const, error: { code: 'LEASE_UNKNOWN' as const, message: 'no such active lease' } };
@@ -247,7 +255,7 @@ export function attachContributorChannel(io: ContributorServer, deps: ChannelDep
       idle.markBusy(socket.id);
       deps.census.leave(socket.id);
       deps.metrics.contributorLeft(socket.id);
-      dispatcher.sessionClosed(socket.id).catch((err: unknown) => log.error({ err }, 'releasing leases failed'));
+      dispatcher.sessionClosed(sessionId).catch((err: unknown) => log.error({ err }, 'releasing leases failed'));
     });
   });
 }

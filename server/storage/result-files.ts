@@ -4,6 +4,36 @@ import { join } from 'node:path';
 import { encodeNpyHeader } from '../../shared/npy';
 import { syncDir } from './atomic-file';
 
+/** A tile of a result: rows×cols values whose top-left element is (row0, col0) of the m×n result. */
+export interface ResultTile {
+  row0: number;
+  col0: number;
+  rows: number;
+  cols: number;
+  data: Float32Array;
+}
+
+/** Writes the served form of a result (an inference job's .npy or .npz) from the assembled m×n .npy. */
+export type ResultPacker = (assembledPath: string, outPath: string) => Promise<void>;
+
+/**
+ * Where jobs' results are assembled and kept. A tile is written durably before
+ * it is marked verified in the store; finalize() turns a job's tiles into the
+ * served file once every tile is in, and is safe to call again after a crash.
+ * Embedded mode assembles in a local file; networked mode keeps tiles and
+ * results in PostgreSQL, so that any coordinator serves any result.
+ */
+export interface ResultFiles {
+  init(): Promise<void>;
+  /** Called once, when the job is accepted. */
+  create(jobId: string, m: number, n: number): Promise<void>;
+  writeTile(jobId: string, m: number, n: number, tile: ResultTile): Promise<void>;
+  finalize(jobId: string, pack?: ResultPacker): Promise<void>;
+  /** A file on this machine holding the finished result, to serve with sendFile; undefined when there is none. */
+  localFile(jobId: string): Promise<string | undefined>;
+  remove(jobId: string): Promise<void>;
+}
+
 /**
  * Results assembled in place: `<id>.npy.partial` is created at full size with
  * its header, each verified tile's rows are written at their offsets and
@@ -11,8 +41,8 @@ import { syncDir } from './atomic-file';
  * renamed to `<id>.npy` once every tile is in. Only the final name is ever
  * served, so a half-assembled result is never read as data.
  */
-export class ResultFiles {
-  constructor(private readonly dir: string) {}
+export class LocalResultFiles implements ResultFiles {
+  constructor(readonly dir: string) {}
 
   async init(): Promise<void> {
     await mkdir(this.dir, { recursive: true });
@@ -20,6 +50,11 @@ export class ResultFiles {
 
   finalPath(jobId: string): string {
     return join(this.dir, `${jobId}.npy`);
+  }
+
+  async localFile(jobId: string): Promise<string | undefined> {
+    const path = this.finalPath(jobId);
+    return (await stat(path).catch(() => undefined)) ? path : undefined;
   }
 
   private partialPath(jobId: string): string {
@@ -40,8 +75,7 @@ export class ResultFiles {
     await syncDir(this.dir);
   }
 
-  /** Writes a rows×cols tile whose top-left element is (row0, col0) of the m×n result. */
-  async writeTile(jobId: string, m: number, n: number, tile: { row0: number; col0: number; rows: number; cols: number; data: Float32Array }): Promise<void> {
+  async writeTile(jobId: string, m: number, n: number, tile: ResultTile): Promise<void> {
     const headerBytes = encodeNpyHeader([m, n]).length;
     const handle = await open(this.partialPath(jobId), 'r+');
     try {
@@ -64,7 +98,7 @@ export class ResultFiles {
    * writes the served form from the assembled one (an inference job's .npy or
    * .npz), which then replaces it atomically.
    */
-  async finalize(jobId: string, pack?: (assembledPath: string, outPath: string) => Promise<void>): Promise<void> {
+  async finalize(jobId: string, pack?: ResultPacker): Promise<void> {
     const final = this.finalPath(jobId);
     if (await stat(final).catch(() => undefined)) return;
     if (pack) {
