@@ -11,8 +11,11 @@ export interface CoordinatorProcess {
   exited: Promise<number | null>;
 }
 
-/** Starts `npm start`'s entry point as a real process, to kill it as an operator's machine would. */
-export async function spawnCoordinator(dataDir: string, env: Record<string, string> = {}): Promise<CoordinatorProcess> {
+/**
+ * Starts `npm start`'s entry point as a real process, to kill it as an operator's machine would.
+ * `keyDir`: where the local API key file is (another node's data directory, when several share a database).
+ */
+export async function spawnCoordinator(dataDir: string, env: Record<string, string> = {}, keyDir = dataDir): Promise<CoordinatorProcess> {
   const profile = process.env.TESSERA_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.TESSERA_CPU_PROF}`] : [];
   const child = spawn(process.execPath, [...profile, '--import', 'tsx', 'server/main.ts'], {
     cwd: repo,
@@ -38,6 +41,6 @@ export async function spawnCoordinator(dataDir: string, env: Record<string, stri
     });
     void exited.then((code) => reject(new Error(`coordinator exited with ${code}: ${stderr.join('')}`)));
   });
-  await registerLocalKey(url, dataDir);
+  await registerLocalKey(url, keyDir);
   return { url, child, exited };
 }

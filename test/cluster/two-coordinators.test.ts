@@ -1,0 +1,92 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { matmulReference, maxToleranceRatio } from '../../shared/matmul-reference';
+import type { MatmulLease } from '../../shared/protocol';
+import { authHeaders, downloadResult, submitMatmul, waitForJob } from '../support/coordinator';
+import { startCluster, startClusterServices, type ClusterServices, type TestCluster } from '../support/cluster';
+import { randomMatrix } from '../support/matrices';
+import { SimContributor, type SimSocket } from '../support/sim-contributor';
+
+/**
+ * Two coordinator processes on one PostgreSQL database and one Redis, as an
+ * operator runs them behind a load balancer: whatever node a requester or a
+ * contributor talks to, the job is the same job.
+ */
+
+let services: ClusterServices;
+let cluster: TestCluster | undefined;
+const sims: SimContributor[] = [];
+
+beforeAll(async () => {
+  services = await startClusterServices();
+}, 120_000);
+afterAll(async () => services?.stop());
+afterEach(async () => {
+  for (const s of sims.splice(0)) s.disconnect();
+  await cluster?.stop();
+  cluster = undefined;
+});
+
+const nextEvent = <T>(socket: SimSocket, event: 'work:available' | 'lease:revoked', timeoutMs = 5_000) =>
+  new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no ${event} within ${timeoutMs} ms`)), timeoutMs);
+    socket.once(event, ((msg: T) => {
+      clearTimeout(timer);
+      resolve(msg);
+    }) as never);
+  });
+
+async function rawResult(url: string, jobId: string): Promise<Uint8Array> {
+  const res = await fetch(`${url}/api/v1/jobs/${jobId}/result`, { headers: authHeaders(url) });
+  expect(res.status).toBe(200);
+  return new Uint8Array(await res.arrayBuffer());
+}
+
+describe('two coordinators on PostgreSQL and Redis', () => {
+  it('wakes and revokes a contributor on node B for a job queued and cancelled on node A', async () => {
+    cluster = await startCluster(services, 2, { TESSERA_CANARIES: 'off' });
+    const [a, b] = cluster.nodes as [NonNullable<(typeof cluster.nodes)[0]>, NonNullable<(typeof cluster.nodes)[1]>];
+    const idle = await new SimContributor(b.url).connect();
+    sims.push(idle);
+    const nothing = await idle.socket.timeout(5_000).emitWithAck('lease:request', { max: 1 });
+    expect(nothing).toMatchObject({ ok: true, leases: [] });
+
+    const woken = nextEvent<void>(idle.socket, 'work:available');
+    const job = await submitMatmul(a.url, { rows: 32, cols: 16, data: randomMatrix(32, 16, 1) }, { rows: 16, cols: 32, data: randomMatrix(16, 32, 2) });
+    await woken;
+
+    const granted = await idle.socket.timeout(5_000).emitWithAck('lease:request', { max: 1 });
+    if (!granted.ok) throw new Error(granted.error.message);
+    const lease = granted.leases[0] as MatmulLease;
+    expect(lease.jobId).toBe(job.id);
+    // The panels were stored through node A; node B serves them from the database.
+    const panel = await fetch(`${b.url}${lease.a.url}`);
+    expect(panel.status).toBe(200);
+    expect((await panel.arrayBuffer()).byteLength).toBe(lease.a.bytes);
+
+    const revoked = nextEvent<{ shardId: string }>(idle.socket, 'lease:revoked');
+    const cancel = await fetch(`${a.url}/api/v1/jobs/${job.id}`, { method: 'DELETE', headers: authHeaders(a.url) });
+    expect(cancel.status).toBe(200);
+    expect((await revoked).shardId).toBe(lease.shardId);
+  }, 60_000);
+
+  it('computes a job submitted to node A with contributors on node B, and serves the same result from both', async () => {
+    cluster = await startCluster(services, 2, { TESSERA_TARGET_TILES: '16' });
+    const [a, b] = cluster.nodes as [NonNullable<(typeof cluster.nodes)[0]>, NonNullable<(typeof cluster.nodes)[1]>];
+    for (let i = 0; i < 3; i++) {
+      const s = await new SimContributor(b.url).connect();
+      sims.push(s);
+      void s.run().catch(() => undefined);
+    }
+    const [m, k, n] = [192, 40, 160];
+    const am = randomMatrix(m, k, 11);
+    const bm = randomMatrix(k, n, 12);
+    const job = await submitMatmul(a.url, { rows: m, cols: k, data: am }, { rows: k, cols: n, data: bm });
+    expect((await waitForJob(a.url, job.id, 30_000)).status).toBe('completed');
+    const fromA = await downloadResult(a.url, job.id);
+    expect(fromA.shape).toEqual([m, n]);
+    expect(maxToleranceRatio(fromA.data, matmulReference(am, bm, m, k, n), 1e-5, 1e-5)).toBeLessThanOrEqual(1);
+    expect(await rawResult(b.url, job.id)).toEqual(await rawResult(a.url, job.id));
+    const claims = await cluster.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM finalize_claims WHERE job_id = $1`, [job.id]);
+    expect(claims.rows[0]!.n).toBe(1);
+  }, 60_000);
+});
