@@ -27,6 +27,17 @@ export class TesseraClient {
     return JobViewSchema.parse(await (await this.call('/api/v1/jobs', { method: 'POST', body: form })).json());
   }
 
+  /** `inputs`: field name → .npy path (the model's input names; `input` for a one-input model). */
+  async submitInference(model: string, inputs: Record<string, string>, opts: { priority?: number; verification?: string }): Promise<JobView> {
+    const form = new FormData();
+    form.set('type', 'inference');
+    if (opts.priority !== undefined) form.set('priority', String(opts.priority));
+    if (opts.verification) form.set('verification', opts.verification);
+    form.set('model', new Blob([await readFile(model)]), 'model.onnx');
+    for (const [name, path] of Object.entries(inputs)) form.set(name, new Blob([await readFile(path)]), `${name}.npy`);
+    return JobViewSchema.parse(await (await this.call('/api/v1/jobs', { method: 'POST', body: form })).json());
+  }
+
   async job(id: string): Promise<JobView> {
     return JobViewSchema.parse(await (await this.call(`/api/v1/jobs/${encodeURIComponent(id)}`)).json());
   }

@@ -1,5 +1,6 @@
 /**
- * Requester CLI: `npx tessera submit matmul a.npy b.npy -o c.npy`, `status`,
+ * Requester CLI: `npx tessera submit matmul a.npy b.npy -o c.npy`,
+ * `npx tessera submit inference model.onnx x.npy -o y.npy` (or `name=file.npy` per model input), `status`,
  * `wait`, `cancel`, `list`. Server from --server or TESSERA_URL (default
  * http://localhost:8080); key from --key, TESSERA_API_KEY, or
  * ./data/local-api-key on the coordinator's own machine.
@@ -58,16 +59,27 @@ const int = (v: string) => {
 
 program
   .command('submit')
-  .argument('<type>', 'job type: matmul')
-  .argument('<a>', 'A (M×K) as float32 .npy')
-  .argument('<b>', 'B (K×N) as float32 .npy')
-  .option('-o, --output <file>', 'wait, then write the result here')
+  .argument('<type>', 'job type: matmul or inference')
+  .argument('<files...>', 'matmul: a.npy (M×K) b.npy (K×N); inference: model.onnx, then x.npy for a one-input model or name=file.npy per input')
+  .option('-o, --output <file>', 'wait, then write the result here (.npy; .npz for a model with several outputs)')
   .option('--priority <n>', '-10..10', int)
-  .option('--verification <method>', 'freivalds or replication')
+  .option('--verification <method>', 'matmul: freivalds or replication; inference: recompute or replication')
   .option('--no-wait', 'return once the job is accepted')
-  .action(async (type: string, a: string, b: string, opts: { output?: string; priority?: number; verification?: string; wait: boolean }) => {
-    if (type !== 'matmul') throw new Error(`unknown job type "${type}"; supported: matmul`);
-    const job = await client().submitMatmul(a, b, opts);
+  .action(async (type: string, files: string[], opts: { output?: string; priority?: number; verification?: string; wait: boolean }) => {
+    let job: JobView;
+    if (type === 'matmul') {
+      if (files.length !== 2) throw new Error('matmul takes two files: a.npy b.npy');
+      job = await client().submitMatmul(files[0]!, files[1]!, opts);
+    } else if (type === 'inference') {
+      const [model, ...rest] = files;
+      if (!model || rest.length === 0) throw new Error('inference takes the model and its inputs: model.onnx x.npy, or model.onnx name=file.npy …');
+      const named = rest.map((f) => /^([^=]+)=(.+)$/.exec(f));
+      const inputs = rest.length === 1 && !named[0] ? { input: rest[0]! } : Object.fromEntries(named.map((m, i) => {
+        if (!m) throw new Error(`"${rest[i]}": name each input of a several-input model, as name=file.npy`);
+        return [m[1]!, m[2]!];
+      }));
+      job = await client().submitInference(model, inputs, opts);
+    } else throw new Error(`unknown job type "${type}"; supported: matmul, inference`);
     console.log(describe(job));
     if (opts.wait || opts.output) await waitFor(job.id, opts.output);
   });

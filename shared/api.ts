@@ -29,7 +29,7 @@ export const JobViewSchema = z
       .enum(['freivalds', 'replication', 'recompute'])
       .describe("Freivalds' test on every tile (matmul), agreement of two contributors, or sampled rows recomputed by the coordinator (inference)"),
     progress: JobProgressSchema,
-    shape: z.object({ m: z.number().int(), k: z.number().int(), n: z.number().int() }).describe('M×K · K×N → M×N'),
+    shape: z.object({ m: z.number().int(), k: z.number().int(), n: z.number().int() }).describe('matmul: M×K · K×N → M×N; inference: M = batch, N = output values per sample, K = multiply-adds per output value'),
     tile: z.object({ rows: z.number().int(), cols: z.number().int() }),
     createdAt: z.string(),
     updatedAt: z.string(),

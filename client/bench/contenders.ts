@@ -128,7 +128,7 @@ const ORT_SEVERITY = { verbose: 0, info: 1, warning: 2, error: 3, fatal: 4 } as 
 /** The binary `onnxruntime-web/webgpu` (1.30's native WebGPU EP build, not the older JSEP one) loads. */
 export const ORT_WASM_FILE = 'ort-wasm-simd-threaded.asyncify.wasm';
 
-async function loadOrt(wasmBase: string | undefined): Promise<Contender> {
+function configureOrt(wasmBase: string | undefined): void {
   // Without a base, ORT's bundle finds the .wasm via `new URL(…, import.meta.url)`, which `vite build` emits as an
   // asset. With one we name only the .wasm, not a path prefix: a prefix would also make ORT import its JS glue from
   // there, which Vite's dev server refuses for /public files, while the glue already inlined in the bundle is fine.
@@ -138,6 +138,37 @@ async function loadOrt(wasmBase: string | undefined): Promise<Contender> {
   }
   // The WASM side only orchestrates the WebGPU EP; one thread needs neither cross-origin isolation nor workers.
   ort.env.wasm.numThreads = 1;
+}
+
+/**
+ * A whole ONNX model on ORT-web's WebGPU EP, for the inference bench: each
+ * run sends CPU inputs and reads the outputs back, as our ModelRunner's run
+ * does. Returns the outputs in graph order and each timed run's ms.
+ */
+export async function runOrtModel(model: Uint8Array, feeds: Record<string, { dims: number[]; data: Float32Array }>, reps: number, wasmBase?: string): Promise<{ outputs: Float32Array[]; ms: number[]; version: string }> {
+  configureOrt(wasmBase);
+  const session = await ort.InferenceSession.create(model, { executionProviders: ['webgpu'], logSeverityLevel: ORT_SEVERITY[ort.env.logLevel ?? 'warning'] });
+  try {
+    const inputs = Object.fromEntries(Object.entries(feeds).map(([k, t]) => [k, new ort.Tensor('float32', t.data, t.dims)]));
+    const once = async () => {
+      const out = await session.run(inputs);
+      return Promise.all(session.outputNames.map(async (n) => (await out[n]!.getData()) as Float32Array));
+    };
+    let outputs = await once();
+    const ms: number[] = [];
+    for (let i = 0; i < reps; i++) {
+      const t0 = performance.now();
+      outputs = await once();
+      ms.push(performance.now() - t0);
+    }
+    return { outputs, ms, version: ort.env.versions.web ?? ort.env.versions.common };
+  } finally {
+    await session.release();
+  }
+}
+
+async function loadOrt(wasmBase: string | undefined): Promise<Contender> {
+  configureOrt(wasmBase);
   const version = ort.env.versions.web ?? ort.env.versions.common;
 
   return {

@@ -59,6 +59,8 @@ export interface BenchApi {
    * ModelRunner: `reps` timed runs after one warm-up; returns the last run's outputs and each run's ms.
    */
   model(req: ModelRequest): Promise<{ outputs: number[][]; ms: number[] }>;
+  /** The same ONNX model (base64) on ONNX Runtime Web's WebGPU EP in this browser, timed the same way. */
+  ortModel(req: { modelBase64: string; feeds: Record<string, { dims: number[]; data: number[] }>; reps?: number }): Promise<{ outputs: number[][]; ms: number[]; version: string }>;
 }
 
 export interface ModelRequest {
@@ -472,6 +474,13 @@ async function main(): Promise<void> {
       } finally {
         runner.dispose();
       }
+    },
+    async ortModel(req) {
+      const { runOrtModel } = await import('./contenders');
+      const bytes = Uint8Array.from(atob(req.modelBase64), (c) => c.charCodeAt(0));
+      const feeds = Object.fromEntries(Object.entries(req.feeds).map(([k, t]) => [k, { dims: t.dims, data: Float32Array.from(t.data) }]));
+      const r = await runOrtModel(bytes, feeds, req.reps ?? 0);
+      return { outputs: r.outputs.map((o) => Array.from(o)), ms: r.ms, version: r.version };
     },
   };
   document.body.dataset.ready = 'true';

@@ -6,7 +6,7 @@
  */
 import { BINARY_OPS, MATMUL_ACTIVATIONS, UNARY_OPS, type PlanStep } from '../../shared/inference-plan';
 
-export type InferenceShader = 'unary' | 'binary' | 'softmax' | 'layernorm' | 'transpose' | 'matmul' | 'mean';
+export type InferenceShader = 'unary' | 'binary' | 'softmax' | 'layernorm' | 'transpose' | 'matmul' | 'matmul4' | 'mean';
 
 export interface StepDispatch {
   shader: InferenceShader;
@@ -57,13 +57,17 @@ export function dispatchFor(step: PlanStep): StepDispatch {
       words.set(step.inStrides, 12);
       return { shader: 'transpose', constants: {}, uniform: words.buffer, bindings: [step.x, step.out], groups: grid(n, 256) };
     }
-    case 'matmul':
+    case 'matmul': {
+      // Layer widths are nearly always multiples of 4: those take the register-blocked vec4 kernel.
+      const vec4 = step.k % 4 === 0 && step.n % 4 === 0;
       return {
-        shader: 'matmul',
+        shader: vec4 ? 'matmul4' : 'matmul',
         constants: { ACT: MATMUL_ACTIVATIONS[step.act] },
         uniform: Uint32Array.of(step.m, step.k, step.n, step.batches, step.batches > 1 ? step.m * step.k : 0, step.bBatched ? step.k * step.n : 0, step.bias === null ? 0 : 1, 0).buffer,
         bindings: [step.a, step.b, step.bias, step.out],
-        groups: [Math.ceil(step.n / 32), Math.ceil(step.m / 32), step.batches],
+        // vec4: 8×8 threads of 8 rows × 2 vec4 columns; scalar: 8×8 threads of 4×4.
+        groups: vec4 ? [Math.ceil(step.n / 64), Math.ceil(step.m / 64), step.batches] : [Math.ceil(step.n / 32), Math.ceil(step.m / 32), step.batches],
       };
+    }
   }
 }

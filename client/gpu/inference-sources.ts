@@ -8,6 +8,7 @@ import erf from '../../shaders/inference-erf.wgsl?raw';
 import mean from '../../shaders/inference-mean.wgsl?raw';
 import layernorm from '../../shaders/inference-layernorm.wgsl?raw';
 import matmul from '../../shaders/inference-matmul.wgsl?raw';
+import matmul4 from '../../shaders/inference-matmul-vec4.wgsl?raw';
 import reduce from '../../shaders/inference-reduce.wgsl?raw';
 import softmax from '../../shaders/inference-softmax.wgsl?raw';
 import transpose from '../../shaders/inference-transpose.wgsl?raw';
@@ -22,4 +23,5 @@ export const INFERENCE_SOURCES: InferenceSources = {
   transpose,
   mean: `${reduce}\n${mean}`,
   matmul: `${erf}\n${matmul}`,
+  matmul4: `${erf}\n${matmul4}`,
 };

@@ -74,13 +74,19 @@ export async function getJob(url: string, id: string): Promise<JobView> {
   return (await res.json()) as JobView;
 }
 
-export async function waitForJob(url: string, id: string, timeoutMs = 60_000, until: (j: JobView) => boolean = (j) => j.status !== 'queued' && j.status !== 'running'): Promise<JobView> {
+export async function waitForJob(
+  url: string,
+  id: string,
+  timeoutMs = 60_000,
+  until: (j: JobView) => boolean = (j) => j.status !== 'queued' && j.status !== 'running',
+  pollMs = 50,
+): Promise<JobView> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const job = await getJob(url, id);
     if (until(job)) return job;
     if (Date.now() > deadline) throw new Error(`job ${id} still ${job.status} after ${timeoutMs} ms (${JSON.stringify(job.progress)})`);
-    await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, pollMs));
   }
 }
 

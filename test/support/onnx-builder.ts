@@ -58,52 +58,7 @@ export function mlpModel(): Uint8Array {
 
 /** One transformer encoder block as PyTorch exports it: x [batch, 8, 16], 2 heads of 8, feed-forward 32, GELU via Erf. */
 export function encoderBlockModel(): Uint8Array {
-  const d = 16;
-  const heads = 2;
-  const hd = 8;
-  const init = [
-    floatTensor('ln1_s', [d]), floatTensor('ln1_b', [d]), floatTensor('ln2_s', [d]), floatTensor('ln2_b', [d]),
-    floatTensor('wq', [d, d]), floatTensor('bq', [d]), floatTensor('wk', [d, d]), floatTensor('bk', [d]), floatTensor('wv', [d, d]), floatTensor('bv', [d]),
-    floatTensor('wo', [d, d]), floatTensor('bo', [d]), floatTensor('w1', [d, 32]), floatTensor('b1', [32]), floatTensor('w2', [32, d]), floatTensor('b2', [d]),
-    int64Tensor('heads_shape', [0, 0, heads, hd]), int64Tensor('merge_shape', [0, 0, d]),
-    floatTensor('scale', [], Float32Array.of(Math.sqrt(hd))), floatTensor('sqrt2', [], Float32Array.of(Math.SQRT2)),
-    floatTensor('one', [], Float32Array.of(1)), floatTensor('half', [], Float32Array.of(0.5)),
-  ];
-  const proj = (w: string, b: string, out: string) => [node('MatMul', ['n1', w], [`${out}_mm`], `${out}_mm`), node('Add', [`${out}_mm`, b], [out], `${out}_add`)];
-  const split = (x: string, perm: number[]) => [
-    node('Reshape', [x, 'heads_shape'], [`${x}_r`], `${x}_reshape`),
-    node('Transpose', [`${x}_r`], [`${x}_h`], `${x}_transpose`, { perm }),
-  ];
-  return model({
-    inputs: [value('x', ['batch', 8, d])],
-    outputs: [value('y', ['batch', 8, d])],
-    initializers: init,
-    nodes: [
-      node('LayerNormalization', ['x', 'ln1_s', 'ln1_b'], ['n1'], 'ln1', { axis: -1, epsilon: 1e-5 }),
-      ...proj('wq', 'bq', 'q'), ...proj('wk', 'bk', 'k'), ...proj('wv', 'bv', 'v'),
-      ...split('q', [0, 2, 1, 3]), ...split('k', [0, 2, 3, 1]), ...split('v', [0, 2, 1, 3]),
-      node('MatMul', ['q_h', 'k_h'], ['scores'], 'qk'),
-      node('Div', ['scores', 'scale'], ['scaled'], 'scale'),
-      node('Softmax', ['scaled'], ['attn'], 'softmax', { axis: -1 }),
-      node('MatMul', ['attn', 'v_h'], ['ctx'], 'attn_v'),
-      node('Transpose', ['ctx'], ['ctx_t'], 'merge_transpose', { perm: [0, 2, 1, 3] }),
-      node('Reshape', ['ctx_t', 'merge_shape'], ['ctx_m'], 'merge_reshape'),
-      node('MatMul', ['ctx_m', 'wo'], ['o_mm'], 'out_mm'),
-      node('Add', ['o_mm', 'bo'], ['o'], 'out_add'),
-      node('Add', ['x', 'o'], ['r1'], 'residual1'),
-      node('LayerNormalization', ['r1', 'ln2_s', 'ln2_b'], ['n2'], 'ln2', { axis: -1, epsilon: 1e-5 }),
-      node('MatMul', ['n2', 'w1'], ['f1'], 'ff1_mm'),
-      node('Add', ['f1', 'b1'], ['f1b'], 'ff1_add'),
-      node('Div', ['f1b', 'sqrt2'], ['g1'], 'gelu_div'),
-      node('Erf', ['g1'], ['g2'], 'gelu_erf'),
-      node('Add', ['g2', 'one'], ['g3'], 'gelu_add'),
-      node('Mul', ['f1b', 'g3'], ['g4'], 'gelu_mul'),
-      node('Mul', ['g4', 'half'], ['g5'], 'gelu_half'),
-      node('MatMul', ['g5', 'w2'], ['f2'], 'ff2_mm'),
-      node('Add', ['f2', 'b2'], ['f2b'], 'ff2_add'),
-      node('Add', ['r1', 'f2b'], ['y'], 'residual2'),
-    ],
-  });
+  return encoderStackModel({ layers: 1, d: 16, heads: 2, seq: 8, ff: 32 });
 }
 
 /** Every other supported operator in one chain: x [batch, 4, 6] → y [batch, 6]. */
@@ -150,4 +105,86 @@ export function twoOutputModel(): Uint8Array {
       node('ReduceMean', ['h3'], ['mean'], 'mean_mid', { axes: [1], keepdims: 0 }),
     ],
   }, 17);
+}
+
+/** x [batch, widths[0]] → (Gemm as torch.nn.Linear exports it: transB) → Relu … → logits [batch, widths.at(-1)]. */
+export function deepMlpModel(widths: number[]): Uint8Array {
+  const initializers: onnxProto.onnx.ITensorProto[] = [];
+  const nodes: onnxProto.onnx.INodeProto[] = [];
+  let x = 'x';
+  for (let i = 0; i + 1 < widths.length; i++) {
+    const scale = 1 / Math.sqrt(widths[i]!);
+    const w = floatTensor(`w${i}`, [widths[i + 1]!, widths[i]!]);
+    w.rawData = new Uint8Array(new Float32Array(w.rawData!.buffer.slice(0)).map((v) => v * scale).buffer);
+    initializers.push(w, floatTensor(`b${i}`, [widths[i + 1]!]));
+    const last = i + 2 === widths.length;
+    nodes.push(node('Gemm', [x, `w${i}`, `b${i}`], [last ? 'logits' : `h${i}`], `fc${i}`, { transB: 1 }));
+    if (!last) nodes.push(node('Relu', [`h${i}`], [`r${i}`], `relu${i}`));
+    x = `r${i}`;
+  }
+  return model({ inputs: [value('x', ['batch', widths[0]!])], outputs: [value('logits', ['batch', widths.at(-1)!])], initializers, nodes });
+}
+
+/**
+ * A stack of pre-norm transformer encoder blocks as PyTorch exports them (attention with MatMul + Softmax,
+ * GELU via Erf): x [batch, seq, d] → y [batch, seq, d]. Weights are scaled by 1/√fan-in so activations stay O(1).
+ */
+export function encoderStackModel(o: { layers: number; d: number; heads: number; seq: number; ff: number }): Uint8Array {
+  const { d, heads, ff } = o;
+  const hd = d / heads;
+  const scaled = (name: string, dims: number[]) => {
+    const t = floatTensor(name, dims);
+    const s = 1 / Math.sqrt(dims[0]!);
+    t.rawData = new Uint8Array(new Float32Array(t.rawData!.buffer.slice(0)).map((v) => v * s).buffer);
+    return t;
+  };
+  const initializers: onnxProto.onnx.ITensorProto[] = [
+    int64Tensor('heads_shape', [0, 0, heads, hd]), int64Tensor('merge_shape', [0, 0, d]),
+    floatTensor('scale', [], Float32Array.of(Math.sqrt(hd))), floatTensor('sqrt2', [], Float32Array.of(Math.SQRT2)),
+    floatTensor('one', [], Float32Array.of(1)), floatTensor('half', [], Float32Array.of(0.5)),
+  ];
+  const nodes: onnxProto.onnx.INodeProto[] = [];
+  let x = 'x';
+  for (let l = 0; l < o.layers; l++) {
+    const p = (n: string) => `l${l}_${n}`;
+    initializers.push(
+      floatTensor(p('ln1_s'), [d], new Float32Array(d).fill(1)), floatTensor(p('ln1_b'), [d], new Float32Array(d)),
+      floatTensor(p('ln2_s'), [d], new Float32Array(d).fill(1)), floatTensor(p('ln2_b'), [d], new Float32Array(d)),
+      scaled(p('wq'), [d, d]), floatTensor(p('bq'), [d]), scaled(p('wk'), [d, d]), floatTensor(p('bk'), [d]),
+      scaled(p('wv'), [d, d]), floatTensor(p('bv'), [d]), scaled(p('wo'), [d, d]), floatTensor(p('bo'), [d]),
+      scaled(p('w1'), [d, ff]), floatTensor(p('b1'), [ff]), scaled(p('w2'), [ff, d]), floatTensor(p('b2'), [d]),
+    );
+    const proj = (w: string, b: string, out: string) => [node('MatMul', [p('n1'), p(w)], [p(`${out}_mm`)], p(`${out}_mm`)), node('Add', [p(`${out}_mm`), p(b)], [p(out)], p(`${out}_add`))];
+    const split = (v: string, perm: number[]) => [
+      node('Reshape', [p(v), 'heads_shape'], [p(`${v}_r`)], p(`${v}_reshape`)),
+      node('Transpose', [p(`${v}_r`)], [p(`${v}_h`)], p(`${v}_transpose`), { perm }),
+    ];
+    nodes.push(
+      node('LayerNormalization', [x, p('ln1_s'), p('ln1_b')], [p('n1')], p('ln1'), { axis: -1, epsilon: 1e-5 }),
+      ...proj('wq', 'bq', 'q'), ...proj('wk', 'bk', 'k'), ...proj('wv', 'bv', 'v'),
+      ...split('q', [0, 2, 1, 3]), ...split('k', [0, 2, 3, 1]), ...split('v', [0, 2, 1, 3]),
+      node('MatMul', [p('q_h'), p('k_h')], [p('scores')], p('qk')),
+      node('Div', [p('scores'), 'scale'], [p('scaled')], p('scale')),
+      node('Softmax', [p('scaled')], [p('attn')], p('softmax'), { axis: -1 }),
+      node('MatMul', [p('attn'), p('v_h')], [p('ctx')], p('attn_v')),
+      node('Transpose', [p('ctx')], [p('ctx_t')], p('merge_transpose'), { perm: [0, 2, 1, 3] }),
+      node('Reshape', [p('ctx_t'), 'merge_shape'], [p('ctx_m')], p('merge_reshape')),
+      node('MatMul', [p('ctx_m'), p('wo')], [p('o_mm')], p('out_mm')),
+      node('Add', [p('o_mm'), p('bo')], [p('o')], p('out_add')),
+      node('Add', [x, p('o')], [p('r1')], p('residual1')),
+      node('LayerNormalization', [p('r1'), p('ln2_s'), p('ln2_b')], [p('n2')], p('ln2'), { axis: -1, epsilon: 1e-5 }),
+      node('MatMul', [p('n2'), p('w1')], [p('f1')], p('ff1_mm')),
+      node('Add', [p('f1'), p('b1')], [p('f1b')], p('ff1_add')),
+      node('Div', [p('f1b'), 'sqrt2'], [p('g1')], p('gelu_div')),
+      node('Erf', [p('g1')], [p('g2')], p('gelu_erf')),
+      node('Add', [p('g2'), 'one'], [p('g3')], p('gelu_add')),
+      node('Mul', [p('f1b'), p('g3')], [p('g4')], p('gelu_mul')),
+      node('Mul', [p('g4'), 'half'], [p('g5')], p('gelu_half')),
+      node('MatMul', [p('g5'), p('w2')], [p('f2')], p('ff2_mm')),
+      node('Add', [p('f2'), p('b2')], [p('f2b')], p('ff2_add')),
+      node('Add', [p('r1'), p('f2b')], [l + 1 === o.layers ? 'y' : p('out')], p('residual2')),
+    );
+    x = p('out');
+  }
+  return model({ inputs: [value('x', ['batch', o.seq, d])], outputs: [value('y', ['batch', o.seq, d])], initializers, nodes });
 }
