@@ -1,6 +1,6 @@
 /**
  * Headless contributor for rigs and servers:
- *   npx tessera-agent --server http://host:8080 [--duty 50] [--hours 22:00-07:00] [--once]
+ *   npx tessera-agent --server http://host:8080[,http://other:8080] [--duty 50] [--hours 22:00-07:00] [--once]
  * Runs the page's own kernel and contributor loop (client/gpu, client/worker)
  * on Dawn's Node binding, with the same protocol, identity and credits.
  */
@@ -18,7 +18,8 @@ import { parseHours, withinHours, type HoursWindow } from './hours';
 import { loadTuningFile, readShaderSources, saveTuningFile } from './kernels';
 
 interface Options {
-  server: string;
+  /** The coordinators of one network, tried in turn when one is unreachable. */
+  server: string[];
   listGpus?: boolean;
   adapter?: string;
   duty: number;
@@ -92,7 +93,8 @@ async function main(opts: Options): Promise<void> {
     kernel.setTuning(tuning);
     log(`kernels: ${(['small', 'medium', 'large'] as const).map((c) => `${c} ${tuning.configs[c]} ${tuning.gflops[c].toFixed(2)} GFLOPS`).join(', ')}`);
     loop = new ContributorLoop({
-      serverUrl: opts.server,
+      serverUrl: opts.server[0]!,
+      fallbackUrls: opts.server.slice(1),
       gpu: handle,
       kernel,
       agentKind: 'agent',
@@ -109,7 +111,7 @@ async function main(opts: Options): Promise<void> {
 
   const onEvent = (e: WorkerEvent) => {
     if (e.type === 'identity') {
-      log(`joined ${opts.server} as contributor ${e.contributorId}`);
+      log(`joined ${opts.server.join(' or ')} as contributor ${e.contributorId}`);
       if (opts.name || opts.team) {
         void loop
           ?.setProfile({ ...(opts.name ? { name: opts.name } : {}), ...(opts.team ? { team: opts.team } : {}) })
@@ -151,9 +153,19 @@ function fatal(err: unknown): never {
   process.exit(1);
 }
 
+/** `http://a:8080,http://b:8080` → both URLs, checked. */
+function urlList(value: string): string[] {
+  const urls = value.split(',').map((u) => u.trim()).filter(Boolean);
+  for (const u of urls) {
+    if (!URL.canParse(u) || !/^https?:$/.test(new URL(u).protocol)) throw new InvalidArgumentError(`not an http(s) URL: ${u}`);
+  }
+  if (urls.length === 0) throw new InvalidArgumentError('give at least one coordinator URL');
+  return urls;
+}
+
 const program = new Command('tessera-agent')
   .description('donate this machine’s GPU to a Tessera coordinator')
-  .option('--server <url>', 'coordinator URL', process.env.TESSERA_URL ?? 'http://localhost:8080')
+  .option('--server <urls>', 'coordinator URL, or several of one network separated by commas', urlList, urlList(process.env.TESSERA_URL ?? 'http://localhost:8080'))
   .option('--list-gpus', 'list the GPUs WebGPU can use, then exit')
   .option('--adapter <name>', 'use the adapter whose name contains this text')
   .option('--duty <percent>', 'share of time the GPU may be busy', percent, 100)

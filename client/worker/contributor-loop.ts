@@ -24,6 +24,11 @@ type ContributorSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
 
 export interface LoopDeps {
   serverUrl: string;
+  /**
+   * Other coordinators of the same network, tried in turn when the current one
+   * cannot be reached. Not needed behind a load balancer: one URL is enough there.
+   */
+  fallbackUrls?: readonly string[];
   gpu: GpuHandle;
   kernel: MatmulKernel;
   agentKind: 'page' | 'agent';
@@ -46,6 +51,8 @@ export interface LoopDeps {
 }
 
 const ACK_TIMEOUT_MS = 60_000;
+/** Failed connection attempts to one coordinator before moving to the next in the list. */
+const ATTEMPTS_PER_COORDINATOR = 2;
 /** Leases held at once: one computing, one downloading. */
 const PIPELINE = 2;
 
@@ -62,20 +69,49 @@ export class ContributorLoop {
   private introduced = false;
   private wake: (() => void) | undefined;
   private readonly revoked = new Set<string>();
-  private readonly blobs: BlobFetcher;
+  private blobs: BlobFetcher;
+  private readonly coordinators: readonly string[];
+  /** Index in `coordinators` of the one this loop talks to. */
+  private current = 0;
 
   constructor(private readonly deps: LoopDeps) {
+    this.coordinators = [deps.serverUrl, ...(deps.fallbackUrls ?? []).filter((u) => u !== deps.serverUrl)];
     this.blobs = new BlobFetcher(deps.serverUrl);
+  }
+
+  private get serverUrl(): string {
+    return this.coordinators[this.current]!;
   }
 
   start(): void {
     if (this.running) return;
     this.running = true;
     this.deps.emit({ type: 'state', state: 'connecting' });
-    const socket: ContributorSocket = io(this.deps.serverUrl, { reconnectionDelayMax: 10_000 });
+    this.connect();
+    void this.run();
+  }
+
+  /**
+   * Opens the socket to the current coordinator. Socket.IO retries the same URL
+   * by itself; with fallbacks, a coordinator that keeps refusing is left for the
+   * next one (a new hello there: leases held through the old one lapse and are reissued).
+   */
+  private connect(): void {
+    const socket: ContributorSocket = io(this.serverUrl, { reconnectionDelayMax: 10_000 });
     this.socket = socket;
+    let failures = 0;
     socket.on('connect', () => {
+      failures = 0;
       this.hello().catch((err: unknown) => this.deps.emit({ type: 'state', state: 'error', message: String(err) }));
+    });
+    socket.on('connect_error', () => {
+      if (this.coordinators.length < 2 || ++failures < ATTEMPTS_PER_COORDINATOR || this.socket !== socket) return;
+      socket.removeAllListeners();
+      socket.disconnect();
+      this.current = (this.current + 1) % this.coordinators.length;
+      this.blobs = new BlobFetcher(this.serverUrl);
+      this.deps.emit({ type: 'state', state: 'connecting', message: `trying ${this.serverUrl}` });
+      if (this.running) this.connect();
     });
     socket.on('disconnect', () => {
       this.introduced = false;
@@ -83,7 +119,6 @@ export class ContributorLoop {
     });
     socket.on('work:available', () => this.wakeUp());
     socket.on('lease:revoked', ({ shardId }) => this.revoked.add(shardId));
-    void this.run();
   }
 
   stop(): void {
@@ -207,7 +242,7 @@ export class ContributorLoop {
 
   /** Result tiles go over HTTP like the panels; the socket carries control messages only. */
   private async sendResult(lease: Lease, c: Float32Array): Promise<ResultReply> {
-    const url = new URL(`/api/v1/leases/${encodeURIComponent(lease.leaseToken)}/result`, this.deps.serverUrl);
+    const url = new URL(`/api/v1/leases/${encodeURIComponent(lease.leaseToken)}/result`, this.serverUrl);
     const res = await fetch(url, {
       method: 'PUT',
       headers: { 'content-type': 'application/octet-stream', 'x-shard-id': lease.shardId },
@@ -223,7 +258,7 @@ export class ContributorLoop {
   private async benchmark(lease: BenchmarkLease): Promise<void> {
     this.deps.emit({ type: 'state', state: 'working', message: `timing ${lease.kernel} for a network benchmark` });
     const result = await runBenchmarkLease(this.deps.kernel, lease);
-    const res = await fetch(new URL(`/api/v1/leases/${encodeURIComponent(lease.leaseToken)}/benchmark`, this.deps.serverUrl), {
+    const res = await fetch(new URL(`/api/v1/leases/${encodeURIComponent(lease.leaseToken)}/benchmark`, this.serverUrl), {
       method: 'PUT',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify(result),
