@@ -3,7 +3,9 @@ import { matmulReference, maxToleranceRatio } from '../../shared/matmul-referenc
 import type { MatmulLease } from '../../shared/protocol';
 import { authHeaders, downloadResult, submitMatmul, waitForJob } from '../support/coordinator';
 import { startCluster, startClusterServices, type ClusterServices, type TestCluster } from '../support/cluster';
+import { inferenceResult, onnxRuntime, postInference, randomTensor, worstRelativeError } from '../support/inference';
 import { randomMatrix } from '../support/matrices';
+import { twoOutputModel } from '../support/onnx-builder';
 import { SimContributor, type SimSocket } from '../support/sim-contributor';
 
 /**
@@ -13,17 +15,20 @@ import { SimContributor, type SimSocket } from '../support/sim-contributor';
  */
 
 let services: ClusterServices;
-let cluster: TestCluster | undefined;
+let cluster: TestCluster;
 const sims: SimContributor[] = [];
 
+// One cluster for the file: starting two coordinators costs seconds, and each test has jobs of its own.
 beforeAll(async () => {
   services = await startClusterServices();
+  cluster = await startCluster(services, 2, { TESSERA_CANARIES: 'off', TESSERA_TARGET_TILES: '16' });
 }, 120_000);
-afterAll(async () => services?.stop());
-afterEach(async () => {
-  for (const s of sims.splice(0)) s.disconnect();
+afterAll(async () => {
   await cluster?.stop();
-  cluster = undefined;
+  await services?.stop();
+});
+afterEach(() => {
+  for (const s of sims.splice(0)) s.disconnect();
 });
 
 const nextEvent = <T>(socket: SimSocket, event: 'work:available' | 'lease:revoked', timeoutMs = 5_000) =>
@@ -43,8 +48,7 @@ async function rawResult(url: string, jobId: string): Promise<Uint8Array> {
 
 describe('two coordinators on PostgreSQL and Redis', () => {
   it('wakes and revokes a contributor on node B for a job queued and cancelled on node A', async () => {
-    cluster = await startCluster(services, 2, { TESSERA_CANARIES: 'off' });
-    const [a, b] = cluster.nodes as [NonNullable<(typeof cluster.nodes)[0]>, NonNullable<(typeof cluster.nodes)[1]>];
+    const [a, b] = [cluster.nodes[0]!, cluster.nodes[1]!];
     const idle = await new SimContributor(b.url).connect();
     sims.push(idle);
     const nothing = await idle.socket.timeout(5_000).emitWithAck('lease:request', { max: 1 });
@@ -70,8 +74,7 @@ describe('two coordinators on PostgreSQL and Redis', () => {
   }, 60_000);
 
   it('computes a job submitted to node A with contributors on node B, and serves the same result from both', async () => {
-    cluster = await startCluster(services, 2, { TESSERA_TARGET_TILES: '16' });
-    const [a, b] = cluster.nodes as [NonNullable<(typeof cluster.nodes)[0]>, NonNullable<(typeof cluster.nodes)[1]>];
+    const [a, b] = [cluster.nodes[0]!, cluster.nodes[1]!];
     for (let i = 0; i < 3; i++) {
       const s = await new SimContributor(b.url).connect();
       sims.push(s);
@@ -88,5 +91,27 @@ describe('two coordinators on PostgreSQL and Redis', () => {
     expect(await rawResult(b.url, job.id)).toEqual(await rawResult(a.url, job.id));
     const claims = await cluster.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM finalize_claims WHERE job_id = $1`, [job.id]);
     expect(claims.rows[0]!.n).toBe(1);
+  }, 60_000);
+
+  it('runs an inference job submitted to node A on contributors of node B, replicated, and serves its .npz from both', async () => {
+    const [a, b] = [cluster.nodes[0]!, cluster.nodes[1]!];
+    for (let i = 0; i < 2; i++) {
+      const s = await new SimContributor(b.url, { kind: 'honest' }, { inference: true }).connect();
+      sims.push(s);
+      void s.run().catch(() => undefined);
+    }
+    const x = randomTensor([9, 12], 31);
+    // Replication parks the first result of each shard as a blob until a second contributor agrees.
+    const res = await postInference(a.url, twoOutputModel(), { input: x }, { verification: 'replication' });
+    expect(res.status).toBe(201);
+    const job = (await res.json()) as { id: string };
+    expect((await waitForJob(a.url, job.id, 30_000)).status).toBe('completed');
+    const want = await onnxRuntime(twoOutputModel(), { x });
+    for (const url of [a.url, b.url]) {
+      const { filename, outputs } = await inferenceResult(url, job.id);
+      expect(filename).toBe(`${job.id}.npz`);
+      expect(worstRelativeError(outputs.probs!, want.probs!)).toBeLessThan(1e-5);
+      expect(worstRelativeError(outputs.mean!, want.mean!)).toBeLessThan(1e-5);
+    }
   }, 60_000);
 });
