@@ -13,6 +13,7 @@ const RECONNECT_MS = 1_000;
  */
 export class WorkSignal {
   private listener: pg.Client | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
   private closed = false;
 
   private constructor(
@@ -37,6 +38,7 @@ export class WorkSignal {
 
   async close(): Promise<void> {
     this.closed = true;
+    clearTimeout(this.retryTimer);
     await this.listener?.end().catch(() => undefined);
   }
 
@@ -44,22 +46,36 @@ export class WorkSignal {
     const client = new pg.Client({ connectionString: this.databaseUrl });
     client.on('notification', (msg) => this.received(msg.payload));
     // A lost listener only delays waking (idle contributors poll every few seconds); reconnect quietly.
-    client.on('error', (err) => {
+    let lost = false;
+    const onLost = (err?: Error) => {
+      if (lost || this.closed) return;
+      lost = true;
       this.log.warn({ err }, 'work notification listener lost; reconnecting');
       void client.end().catch(() => undefined);
       this.retry();
-    });
-    await client.connect();
-    await client.query(`LISTEN ${CHANNEL}`);
+    };
+    client.on('error', onLost);
+    client.on('end', () => onLost());
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${CHANNEL}`);
+    } catch (err) {
+      lost = true; // the caller retries (or, at start-up, fails); the handlers above must not as well
+      await client.end().catch(() => undefined);
+      throw err;
+    }
     this.listener = client;
   }
 
+  /** One reconnection at a time, however many ways the old connection reported its end. */
   private retry(): void {
     this.listener = undefined;
-    if (this.closed) return;
-    setTimeout(() => {
+    if (this.closed || this.retryTimer) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
       if (!this.closed) this.listen().catch(() => this.retry());
-    }, RECONNECT_MS).unref();
+    }, RECONNECT_MS);
+    this.retryTimer.unref();
   }
 
   private received(payload: string | undefined): void {

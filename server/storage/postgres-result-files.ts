@@ -40,8 +40,9 @@ export class PostgresResultFiles implements ResultFiles {
 
   async finalize(jobId: string, pack?: ResultPacker): Promise<void> {
     if (await this.stored(jobId)) return;
-    const shape = await this.pool.query<{ m: number; n: number }>(`SELECT m, n FROM result_shapes WHERE job_id = $1`, [jobId]);
-    const { m, n } = shape.rows[0] ?? (() => { throw new Error(`no result shape for job ${jobId}`); })();
+    const shape = (await this.pool.query<{ m: number; n: number }>(`SELECT m, n FROM result_shapes WHERE job_id = $1`, [jobId])).rows[0];
+    if (!shape) throw new Error(`no result shape for job ${jobId}`);
+    const { m, n } = shape;
     // A local final file left by an earlier attempt on this node (killed before its upload) is reused as it is.
     if (!(await this.local.localFile(jobId))) {
       await this.local.create(jobId, m, n);
