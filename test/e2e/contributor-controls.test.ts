@@ -45,7 +45,7 @@ describe('contributor page controls', () => {
     await page.waitForFunction(() => !(document.getElementById('toggle') as HTMLButtonElement).disabled, { timeout: 30_000 });
     await page.screenshot({ path: `${artifacts}/contributor-ready.png`, fullPage: true });
     await page.click('#toggle');
-    await page.waitForFunction(() => document.getElementById('state')?.textContent === 'idle', { timeout: 30_000 });
+    await page.waitForFunction(() => document.getElementById('state')?.textContent === 'idle', { timeout: 90_000 });
     const id = await text(page, '#contributor');
 
     const full = await busyFraction(page, 1);

@@ -4,33 +4,15 @@
  * awkward shapes: odd sizes, size-1 dimensions, broadcasting, rows longer
  * than a workgroup, large logits.
  */
-import { fileURLToPath } from 'node:url';
-import type { Browser, Page } from 'puppeteer-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { OpRequest } from '../../client/bench/page';
 import { loadModel } from '../../server/inference/onnx-model';
 import { runReference } from '../../server/inference/reference-executor';
-import { launchBrowser } from '../support/browser';
-import { startTestCoordinator, type TestCoordinator } from '../support/coordinator';
+import { useBenchPage } from '../support/bench-page';
 import { randomMatrix } from '../support/matrices';
 import { floatTensor, model, node, value } from '../support/onnx-builder';
 
-const clientDir = fileURLToPath(new URL('../../dist/client', import.meta.url));
-let coord: TestCoordinator;
-let browser: Browser;
-let page: Page;
-
-beforeAll(async () => {
-  coord = await startTestCoordinator({ clientDir });
-  browser = await launchBrowser();
-  page = await browser.newPage();
-  await page.goto(`${coord.url}/bench`);
-  await page.waitForSelector('body[data-ready="true"]', { timeout: 60_000 });
-});
-afterAll(async () => {
-  await browser?.close();
-  await coord?.dispose();
-});
+const bench = useBenchPage();
 
 const size = (d: number[]) => d.reduce((a, b) => a * b, 1);
 let seed = 1;
@@ -46,7 +28,7 @@ function reference(nodes: ReturnType<typeof node>[], x: { dims: number[]; data: 
 }
 
 async function gpu(req: OpRequest) {
-  return page.evaluate((r) => window.tesseraBench!.op(r), req);
+  return bench.page.evaluate((r) => window.tesseraBench!.op(r), req);
 }
 
 function expectClose(got: { dims: number[]; data: number[] }, want: { dims: number[]; data: Float32Array }) {

@@ -3,34 +3,16 @@
  * (WebGPU on SwiftShader): the plan (fusion, aliases, slot reuse) and the
  * kernels together, against onnxruntime-node on the same ONNX bytes.
  */
-import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
-import type { Browser, Page } from 'puppeteer-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { planInference } from '../../shared/inference-plan';
 import { encodeModelPackage } from '../../shared/model-package';
 import { loadModel } from '../../server/inference/onnx-model';
-import { launchBrowser } from '../support/browser';
-import { startTestCoordinator, type TestCoordinator } from '../support/coordinator';
+import { useBenchPage } from '../support/bench-page';
 import { randomMatrix } from '../support/matrices';
 import { encoderBlockModel, mlpModel, remainingOpsModel, twoOutputModel } from '../support/onnx-builder';
 
-const clientDir = fileURLToPath(new URL('../../dist/client', import.meta.url));
-let coord: TestCoordinator;
-let browser: Browser;
-let page: Page;
-
-beforeAll(async () => {
-  coord = await startTestCoordinator({ clientDir });
-  browser = await launchBrowser();
-  page = await browser.newPage();
-  await page.goto(`${coord.url}/bench`);
-  await page.waitForSelector('body[data-ready="true"]', { timeout: 60_000 });
-});
-afterAll(async () => {
-  await browser?.close();
-  await coord?.dispose();
-});
+const bench = useBenchPage();
 
 /** Max |ours − onnxruntime| relative to the output's largest magnitude, per output. */
 async function compare(bytes: Uint8Array, batch: number) {
@@ -47,7 +29,7 @@ async function compare(bytes: Uint8Array, batch: number) {
   const want = await session.run(feeds);
   await session.release();
   const packageBase64 = Buffer.from(encodeModelPackage(graph)).toString('base64');
-  const got = await page.evaluate((req) => window.tesseraBench!.model(req), { packageBase64, batch, inputs });
+  const got = await bench.page.evaluate((req) => window.tesseraBench!.model(req), { packageBase64, batch, inputs });
   return graph.outputs.map((o, i) => {
     const ref = want[o.name]!.data as Float32Array;
     const ours = got.outputs[i]!;

@@ -26,11 +26,11 @@ describe('ONNX models at upload', () => {
 
   it('reads a transformer encoder block (self-attention with MatMul + Softmax, GELU via Erf) and infers every shape', () => {
     const shapes = inferShapes(loadModel(encoderBlockModel()), 3);
-    expect(shapes.get('q_h')).toEqual([3, 2, 8, 8]);
-    expect(shapes.get('k_h')).toEqual([3, 2, 8, 8]);
-    expect(shapes.get('scores')).toEqual([3, 2, 8, 8]);
-    expect(shapes.get('ctx_m')).toEqual([3, 8, 16]);
-    expect(shapes.get('f1b')).toEqual([3, 8, 32]);
+    expect(shapes.get('l0_q_h')).toEqual([3, 2, 8, 8]);
+    expect(shapes.get('l0_k_h')).toEqual([3, 2, 8, 8]);
+    expect(shapes.get('l0_scores')).toEqual([3, 2, 8, 8]);
+    expect(shapes.get('l0_ctx_m')).toEqual([3, 8, 16]);
+    expect(shapes.get('l0_f1b')).toEqual([3, 8, 32]);
     expect(shapes.get('y')).toEqual([3, 8, 16]);
   });
 
