@@ -114,4 +114,28 @@ describe('two coordinators on PostgreSQL and Redis', () => {
       expect(worstRelativeError(outputs.mean!, want.mean!)).toBeLessThan(1e-5);
     }
   }, 60_000);
+
+  // Last in the file: it kills and restarts node A.
+  it('a node started again releases the leases of its own old sessions and leaves the other node\'s alone', async () => {
+    const [a, b] = [cluster.nodes[0]!, cluster.nodes[1]!];
+    const onA = await new SimContributor(a.url).connect();
+    const onB = await new SimContributor(b.url).connect();
+    sims.push(onA, onB);
+    const job = await submitMatmul(a.url, { rows: 128, cols: 16, data: randomMatrix(128, 16, 5) }, { rows: 16, cols: 128, data: randomMatrix(16, 128, 6) });
+    const held: Record<string, string> = {};
+    for (const [name, sim] of [['a', onA], ['b', onB]] as const) {
+      const reply = await sim.socket.timeout(5_000).emitWithAck('lease:request', { max: 1 });
+      if (!reply.ok || reply.leases.length !== 1) throw new Error(`no lease for the contributor on node ${name}`);
+      held[name] = reply.leases[0]!.leaseToken;
+    }
+    a.child.kill('SIGKILL');
+    await a.exited;
+    await cluster.startNode(0);
+    const state = async (token: string) =>
+      (await cluster.db.query<{ state: string; session_id: string }>(`SELECT state, session_id FROM leases WHERE token = $1`, [token])).rows[0]!;
+    expect(await state(held.a!)).toMatchObject({ state: 'released', session_id: expect.stringMatching(/^node-0:/) });
+    expect(await state(held.b!)).toMatchObject({ state: 'active', session_id: expect.stringMatching(/^node-1:/) });
+    const cancel = await fetch(`${b.url}/api/v1/jobs/${job.id}`, { method: 'DELETE', headers: authHeaders(b.url) });
+    expect(cancel.status).toBe(200);
+  }, 60_000);
 });
