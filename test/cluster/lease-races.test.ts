@@ -43,7 +43,8 @@ describe('lease races across coordinators', () => {
     const started = Date.now();
     await Promise.all(
       Array.from({ length: CONTRIBUTORS }, async (_, i) => {
-        const s = await new SimContributor(nodes[i % 2]!, { kind: 'honest' }, { max: 1 + (i % 2) }).connect();
+        // Idle contributors wait for work:available (or 2 s): hundreds polling at 5 Hz would only measure the polling.
+        const s = await new SimContributor(nodes[i % 2]!, { kind: 'honest' }, { max: 1 + (i % 2), idlePollMs: 2_000 }).connect();
         sims.push(s);
         void s.run().catch(() => undefined);
       }),

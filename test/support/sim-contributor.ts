@@ -73,6 +73,7 @@ export class SimContributor {
   /** How results go back: on the socket, or as an HTTP PUT as the page and agent send them. */
   private readonly transport: 'socket' | 'http';
   private wake: (() => void) | undefined;
+  private readonly idlePollMs: number;
 
   constructor(
     private readonly url: string,
@@ -89,6 +90,8 @@ export class SimContributor {
       inference?: boolean;
       /** Model packages it says it holds in hello (it downloads them on first use all the same). */
       models?: string[];
+      /** Longest wait between lease requests while there is no work (work:available wakes it sooner); default 200 ms. */
+      idlePollMs?: number;
     } = {},
   ) {
     this.inference = opts.inference ?? false;
@@ -100,6 +103,7 @@ export class SimContributor {
     this.kernels = opts.kernels;
     this.benchmarks = opts.benchmarks ?? false;
     this.adapter = opts.adapter ?? { vendor: 'cpu', architecture: 'reference' };
+    this.idlePollMs = opts.idlePollMs ?? 200;
     this.socket = io(url, { transports: ['websocket'], reconnection: false, forceNew: true });
     this.socket.on('work:available', () => this.wakeUp());
   }
@@ -162,7 +166,7 @@ export class SimContributor {
       if (!reply.ok) throw new Error(`lease:request failed: ${reply.error.message}`);
       if (reply.leases.length === 0) {
         await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, Math.min(reply.retryAfterMs ?? 200, 200));
+          const t = setTimeout(resolve, Math.min(reply.retryAfterMs ?? this.idlePollMs, this.idlePollMs));
           this.wake = () => {
             clearTimeout(t);
             resolve();
