@@ -1,4 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createApiKey } from '../../server/auth/api-keys';
+import { PostgresStore } from '../../server/store/postgres-store';
 import { matmulReference, maxToleranceRatio } from '../../shared/matmul-reference';
 import type { MatmulLease } from '../../shared/protocol';
 import { authHeaders, downloadResult, submitMatmul, waitForJob } from '../support/coordinator';
@@ -114,6 +116,16 @@ describe('two coordinators on PostgreSQL and Redis', () => {
       expect(worstRelativeError(outputs.mean!, want.mean!)).toBeLessThan(1e-5);
     }
   }, 60_000);
+
+  it('counts a key\'s requests per minute over both nodes', async () => {
+    const [a, b] = [cluster.nodes[0]!, cluster.nodes[1]!];
+    const store = await PostgresStore.open(cluster.databaseUrl, { max: 1 });
+    const { secret } = await createApiKey(store, 'limited', { maxConcurrentJobs: 1, maxStoredBytes: 1 << 30, maxUploadBytes: 1 << 30, requestsPerMinute: 4 }).finally(() => store.end());
+    const list = (url: string) => fetch(`${url}/api/v1/jobs`, { headers: { authorization: `Bearer ${secret}` } });
+    const statuses: number[] = [];
+    for (const url of [a.url, b.url, a.url, b.url, a.url, b.url]) statuses.push((await list(url)).status);
+    expect(statuses).toEqual([200, 200, 200, 200, 429, 429]);
+  });
 
   // Last in the file: it kills and restarts node A.
   it('a node started again releases the leases of its own old sessions and leaves the other node\'s alone', async () => {

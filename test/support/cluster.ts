@@ -8,6 +8,8 @@ import { startRedis, type RedisServer } from './redis';
 /** Several coordinator processes sharing one PostgreSQL database and one Redis, as in networked mode. */
 export interface TestCluster {
   nodes: CoordinatorProcess[];
+  /** The shared database's URL. */
+  databaseUrl: string;
   /** A direct connection to the shared database, to count what happened. */
   db: pg.Pool;
   /** Starts (or starts again, with its old name and data directory) node `i`. */
@@ -48,6 +50,7 @@ export async function startCluster(services: ClusterServices, size: number, env:
   const db = new pg.Pool({ connectionString: databaseUrl, max: 2 });
   return {
     nodes,
+    databaseUrl,
     db,
     startNode,
     async stop() {
