@@ -1,7 +1,8 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { nginxSite } from '../../scripts/nginx-config';
 import { LOCAL_KEY_FILE } from '../../server/auth/api-keys';
 import type { JobView } from '../../shared/api';
 import { matmulReference, maxToleranceRatio } from '../../shared/matmul-reference';
@@ -120,4 +121,11 @@ describe('nginx in front of two coordinators', () => {
       await Promise.all(contributors.map((c) => c.stop()));
     }
   }, 90_000);
+});
+
+describe('docs/deploy-nginx.md', () => {
+  it('quotes the configuration that scripts/nginx-config.ts generates, which the test above runs', async () => {
+    const doc = await readFile(new URL('../../docs/deploy-nginx.md', import.meta.url), 'utf8');
+    expect(doc).toContain(`\`\`\`nginx\n${nginxSite({ listen: 80, upstreams: ['10.0.0.11:8080', '10.0.0.12:8080'] })}\`\`\``);
+  });
 });
