@@ -54,6 +54,16 @@ const MODELS: Record<string, () => BenchModel> = {
   }),
 };
 
+function profileByKind(steps: { kind: string; ms: number }[]): Record<string, { launches: number; ms: number }> {
+  const by: Record<string, { launches: number; ms: number }> = {};
+  for (const s of steps) {
+    const e = (by[s.kind] ??= { launches: 0, ms: 0 });
+    e.launches++;
+    e.ms += s.ms;
+  }
+  return by;
+}
+
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 const b64 = (u: Uint8Array) => Buffer.from(u).toString('base64');
 
@@ -95,7 +105,7 @@ async function main(): Promise<void> {
       const m = make();
       const x = randomTensor(m.inputDims(m.batch), 1);
       const cpu = await ortNode(m.bytes, x, reps);
-      const ours = await page.evaluate((req) => window.tesseraBench!.model(req), { packageBase64: b64(encodeModelPackage(loadModel(m.bytes))), batch: m.batch, inputs: [Array.from(x.data)], reps });
+      const ours = await page.evaluate((req) => window.tesseraBench!.model(req), { packageBase64: b64(encodeModelPackage(loadModel(m.bytes))), batch: m.batch, inputs: [Array.from(x.data)], reps, profile: true });
       const web = await page.evaluate((req) => window.tesseraBench!.ortModel(req), { modelBase64: b64(m.bytes), feeds: { x: { dims: x.dims, data: Array.from(x.data) } }, reps });
       const errOurs = worstRelativeError({ dims: cpu.y.dims, data: Float32Array.from(ours.outputs[0]!) }, cpu.y);
       const errWeb = worstRelativeError({ dims: cpu.y.dims, data: Float32Array.from(web.outputs[0]!) }, cpu.y);
@@ -114,12 +124,15 @@ async function main(): Promise<void> {
         maxRelErrOurs: errOurs,
         maxRelErrOrtWeb: errWeb,
         ortWebVersion: web.version,
+        // Each launch timed alone (waiting for the GPU after each), summed by kind: where our time goes.
+        oursProfile: profileByKind(ours.profile ?? []),
       };
       rows.push(row);
       console.log(
         `${m.id} (batch ${m.batch}): ours ${row.oursSamplesPerS.toFixed(1)} samples/s · ORT-web WebGPU ${row.ortWebSamplesPerS.toFixed(1)} · onnxruntime-node CPU ${row.ortNodeSamplesPerS.toFixed(1)}` +
           ` → ours/ORT-web ${(row.oursSamplesPerS / row.ortWebSamplesPerS).toFixed(2)}×, ours/onnxruntime-node ${(row.oursSamplesPerS / row.ortNodeSamplesPerS).toFixed(2)}× (max rel. error ${errOurs.toExponential(1)})`,
       );
+      console.log(`  where our time goes (each launch alone): ${Object.entries(row.oursProfile).sort((p, q) => q[1].ms - p[1].ms).map(([k, v]) => `${k} ${v.ms.toFixed(0)} ms/${v.launches}`).join(', ')}`);
     }
     await page.close();
 

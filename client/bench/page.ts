@@ -58,7 +58,7 @@ export interface BenchApi {
    * Runs a whole model (a package from shared/model-package.ts, base64) through the contributor's
    * ModelRunner: `reps` timed runs after one warm-up; returns the last run's outputs and each run's ms.
    */
-  model(req: ModelRequest): Promise<{ outputs: number[][]; ms: number[] }>;
+  model(req: ModelRequest): Promise<{ outputs: number[][]; ms: number[]; profile?: { kind: string; node: string; ms: number }[] }>;
   /** The same ONNX model (base64) on ONNX Runtime Web's WebGPU EP in this browser, timed the same way. */
   ortModel(req: { modelBase64: string; feeds: Record<string, { dims: number[]; data: number[] }>; reps?: number }): Promise<{ outputs: number[][]; ms: number[]; version: string }>;
 }
@@ -69,6 +69,8 @@ export interface ModelRequest {
   /** Each graph input's values for the whole batch, in graph order. */
   inputs: number[][];
   reps?: number;
+  /** Also time each launch alone (ModelRunner.profile). */
+  profile?: boolean;
 }
 
 export interface OpRequest {
@@ -470,7 +472,8 @@ async function main(): Promise<void> {
           outputs = await runner.run(req.batch, inputs);
           ms.push(performance.now() - t0);
         }
-        return { outputs: outputs.map((o) => Array.from(o)), ms };
+        const profile = req.profile ? await runner.profile(req.batch, inputs) : undefined;
+        return { outputs: outputs.map((o) => Array.from(o)), ms, ...(profile ? { profile } : {}) };
       } finally {
         runner.dispose();
       }

@@ -11,6 +11,8 @@ import matmul from '../../shaders/inference-matmul.wgsl?raw';
 import matmul4 from '../../shaders/inference-matmul-vec4.wgsl?raw';
 import reduce from '../../shaders/inference-reduce.wgsl?raw';
 import softmax from '../../shaders/inference-softmax.wgsl?raw';
+import softmaxRows from '../../shaders/inference-softmax-rows.wgsl?raw';
+import layernormRows from '../../shaders/inference-layernorm-rows.wgsl?raw';
 import transpose from '../../shaders/inference-transpose.wgsl?raw';
 import unary from '../../shaders/inference-unary.wgsl?raw';
 import type { InferenceSources } from './inference-ops';
@@ -19,6 +21,8 @@ export const INFERENCE_SOURCES: InferenceSources = {
   unary: `${erf}\n${unary}`,
   binary,
   softmax: `${reduce}\n${softmax}`,
+  softmaxRows,
+  layernormRows,
   layernorm: `${reduce}\n${layernorm}`,
   transpose,
   mean: `${reduce}\n${mean}`,

@@ -123,6 +123,31 @@ export class ModelRunner {
     return Promise.all(built.plan.outputs.map((o) => readFloats(device, built.buffers[o.buffer]!, built.plan.buffers[o.buffer]!.elements)));
   }
 
+  /**
+   * Runs `batch` samples one launch at a time, waiting for the GPU after each,
+   * and returns each step's wall time: where a model's time goes (the bench).
+   */
+  async profile(batch: number, inputs: Float32Array[]): Promise<{ kind: string; node: string; ms: number }[]> {
+    await this.run(batch, inputs);
+    const built = await this.planFor(batch);
+    const device = this.ops.device;
+    const out: { kind: string; node: string; ms: number }[] = [];
+    for (const [i, l] of built.launches.entries()) {
+      const t0 = performance.now();
+      const encoder = device.createCommandEncoder();
+      const pass = encoder.beginComputePass();
+      pass.setPipeline(l.pipeline);
+      pass.setBindGroup(0, l.bindGroup);
+      pass.dispatchWorkgroups(...l.groups);
+      pass.end();
+      device.queue.submit([encoder.finish()]);
+      await device.queue.onSubmittedWorkDone();
+      const step = built.plan.steps[i]!;
+      out.push({ kind: step.kind === 'unary' || step.kind === 'binary' ? `${step.kind}:${step.op}` : step.kind, node: step.node, ms: performance.now() - t0 });
+    }
+    return out;
+  }
+
   dispose(): void {
     for (const p of this.plans.values()) for (const b of p.owned) b.destroy();
     this.plans.clear();

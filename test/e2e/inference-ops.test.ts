@@ -63,15 +63,15 @@ describe('inference kernels in Chromium vs the CPU reference', () => {
     expectClose(await gpu({ op, inputs: [wire(a), wire(b)] }), want);
   });
 
-  it('Softmax over rows shorter and longer than a workgroup, stable with logits in the hundreds', async () => {
-    for (const [dims, scale] of [[[3, 7], 1], [[2, 3, 130], 1], [[4, 65], 300]] as const) {
+  it('Softmax over rows shorter and longer than a workgroup, and past the one-invocation-per-row kernel, stable with logits in the hundreds', async () => {
+    for (const [dims, scale] of [[[3, 7], 1], [[2, 3, 130], 1], [[4, 65], 300], [[3, 301], 50]] as const) {
       const x = tensor([...dims], scale);
       expectClose(await gpu({ op: 'Softmax', inputs: [wire(x)] }), reference([node('Softmax', ['x'], ['y'], 'n', { axis: -1 })], x, {}, [...dims]));
     }
   });
 
-  it('LayerNormalization with scale and bias over an odd row length', async () => {
-    for (const dims of [[2, 5, 67], [4, 1]]) {
+  it('LayerNormalization with scale and bias over odd row lengths, short (a row per invocation) and long (a workgroup per row)', async () => {
+    for (const dims of [[2, 5, 67], [4, 1], [3, 299]]) {
       const x = tensor(dims, 3);
       const inner = dims[dims.length - 1]!;
       const s = tensor([inner]);
@@ -95,6 +95,9 @@ describe('inference kernels in Chromium vs the CPU reference', () => {
       { a: [2, 5, 7], b: [2, 7, 3], bias: false, act: 'none' as const },
       { a: [4, 10], b: [10, 37], bias: true, act: 'gelu' as const },
       { a: [1, 1], b: [1, 1], bias: false, act: 'none' as const },
+      // K and N multiples of 4: the register-blocked vec4 kernel, with M not a multiple of its 64-row block.
+      { a: [70, 12], b: [12, 136], bias: true, act: 'gelu' as const },
+      { a: [3, 9, 8], b: [3, 8, 4], bias: false, act: 'relu' as const },
     ];
     for (const c of cases) {
       const x = tensor(c.a);
