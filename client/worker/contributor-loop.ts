@@ -55,6 +55,8 @@ const ACK_TIMEOUT_MS = 60_000;
 const ATTEMPTS_PER_COORDINATOR = 2;
 /** Leases held at once: one computing, one downloading. */
 const PIPELINE = 2;
+/** Results on their way back (being verified) while the next shard computes. */
+const SENDING = 2;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -69,6 +71,7 @@ export class ContributorLoop {
   private introduced = false;
   private wake: (() => void) | undefined;
   private readonly revoked = new Set<string>();
+  private readonly sending = new Set<Promise<void>>();
   private blobs: BlobFetcher;
   private readonly coordinators: readonly string[];
   /** Index in `coordinators` of the one this loop talks to. */
@@ -292,16 +295,24 @@ export class ContributorLoop {
     const duty = Math.min(1, Math.max(0.01, this.deps.duty?.() ?? 1));
     const rest = duty < 1 ? computeMs * (1 / duty - 1) : 0;
     if (this.revoked.delete(lease.shardId)) return;
-    const reply = await this.sendResult(lease, c);
-    this.deps.emit({
-      type: 'shard',
-      shardId: lease.shardId,
-      jobId: lease.jobId,
-      ok: reply.ok,
-      computeMs,
-      gflops,
-      ...(reply.ok ? {} : { message: `${reply.error.code}: ${reply.error.message}` }),
-    });
+    // The coordinator verifies a result before it answers; the GPU computes the next shard meanwhile.
+    const sent = this.sendResult(lease, c)
+      .catch((err: unknown): ResultReply => ({ ok: false, error: { code: 'INTERNAL', message: err instanceof Error ? err.message : String(err) } }))
+      .then((reply) =>
+        this.deps.emit({
+          type: 'shard',
+          shardId: lease.shardId,
+          jobId: lease.jobId,
+          ok: reply.ok,
+          computeMs,
+          gflops,
+          ...(reply.ok ? {} : { message: `${reply.error.code}: ${reply.error.message}` }),
+        }),
+      );
+    this.sending.add(sent);
+    void sent.finally(() => this.sending.delete(sent));
+    // Back-pressure: at most SENDING results in flight, so a slow coordinator slows the loop down.
+    while (this.sending.size >= SENDING) await Promise.race(this.sending);
     if (rest > 0) await sleep(rest);
   }
 }
