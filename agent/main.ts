@@ -101,6 +101,7 @@ async function main(opts: Options): Promise<void> {
       userAgent: `${userAgent}${opts.name ? ` name=${opts.name}` : ''}`,
       tuning,
       duty: () => opts.duty / 100,
+      serial: opts.once === true,
       mayWork: () => !opts.hours || withinHours(opts.hours, new Date()),
       loadToken: () => loadToken(opts.tokenFile),
       saveToken: (t) => saveToken(opts.tokenFile, t),

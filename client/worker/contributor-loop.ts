@@ -41,6 +41,8 @@ export interface LoopDeps {
   };
   /** The device's tuned kernels, reported with hello: the coordinator sizes leases and tiles by them. */
   tuning?: KernelTuning;
+  /** Send each result and wait for its verdict before computing the next (the agent's --once). */
+  serial?: boolean;
   /** Share of wall time the GPU may be busy, in (0, 1]: after each tile the loop rests in proportion. */
   duty?: () => number;
   /** False outside the hours the owner allows; the loop then holds no work and waits. */
@@ -312,7 +314,8 @@ export class ContributorLoop {
     this.sending.add(sent);
     void sent.finally(() => this.sending.delete(sent));
     // Back-pressure: at most SENDING results in flight, so a slow coordinator slows the loop down.
-    while (this.sending.size >= SENDING) await Promise.race(this.sending);
+    const limit = this.deps.serial ? 1 : SENDING;
+    while (this.sending.size >= limit) await Promise.race(this.sending);
     if (rest > 0) await sleep(rest);
   }
 }
