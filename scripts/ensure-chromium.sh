@@ -23,6 +23,6 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "Installing Debian's chromium for the browser tests…" >&2
 export DEBIAN_FRONTEND=noninteractive
-$sudo_cmd apt-get update -qq >/dev/null
-$sudo_cmd apt-get install -y -qq chromium >/dev/null
+$sudo_cmd apt-get -o DPkg::Lock::Timeout=300 update -qq >/dev/null
+$sudo_cmd apt-get -o DPkg::Lock::Timeout=300 install -y -qq chromium >/dev/null
 test -x /usr/bin/chromium

@@ -26,7 +26,7 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
   $sudo_cmd chmod +x /usr/sbin/policy-rc.d
   trap '$sudo_cmd rm -f /usr/sbin/policy-rc.d' EXIT
 fi
-$sudo_cmd apt-get update -qq >/dev/null
+$sudo_cmd apt-get -o DPkg::Lock::Timeout=300 update -qq >/dev/null
 # nginx-light would do, but `nginx` is the package operators install; it brings the upstream and proxy modules we use.
-$sudo_cmd apt-get install -y -qq --no-install-recommends nginx >/dev/null
+$sudo_cmd apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends nginx >/dev/null
 test -x /usr/sbin/nginx

@@ -25,6 +25,6 @@ export DEBIAN_FRONTEND=noninteractive
 # postgresql-common reads createcluster.d: no main cluster, so nothing is started on port 5432.
 $sudo_cmd mkdir -p /etc/postgresql-common/createcluster.d
 echo "create_main_cluster = false" | $sudo_cmd tee /etc/postgresql-common/createcluster.d/tessera-no-main-cluster.conf >/dev/null
-$sudo_cmd apt-get update -qq >/dev/null
-$sudo_cmd apt-get install -y -qq postgresql >/dev/null
+$sudo_cmd apt-get -o DPkg::Lock::Timeout=300 update -qq >/dev/null
+$sudo_cmd apt-get -o DPkg::Lock::Timeout=300 install -y -qq postgresql >/dev/null
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null

@@ -25,6 +25,6 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
   $sudo_cmd chmod +x /usr/sbin/policy-rc.d
   trap '$sudo_cmd rm -f /usr/sbin/policy-rc.d' EXIT
 fi
-$sudo_cmd apt-get update -qq >/dev/null
-$sudo_cmd apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+$sudo_cmd apt-get -o DPkg::Lock::Timeout=300 update -qq >/dev/null
+$sudo_cmd apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends redis-server >/dev/null
 command -v redis-server >/dev/null
