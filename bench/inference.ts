@@ -20,7 +20,7 @@ import * as ort from 'onnxruntime-node';
 import type { JobView } from '../shared/api';
 import { encodeModelPackage } from '../shared/model-package';
 import { loadModel } from '../server/inference/onnx-model';
-import { launchBrowser } from '../test/support/browser';
+import { launchBrowser, openBenchPage } from '../test/support/browser';
 import { startTestCoordinator, waitForJob } from '../test/support/coordinator';
 import { inferenceResult, postInference, randomTensor, worstRelativeError, type HostTensor } from '../test/support/inference';
 import { deepMlpModel, encoderStackModel } from '../test/support/onnx-builder';
@@ -92,11 +92,8 @@ async function main(): Promise<void> {
   const rows: Record<string, unknown>[] = [];
   let network: Record<string, unknown> | undefined;
   try {
-    const page = await browser.newPage();
+    const page = await openBenchPage(browser, coord.url, (err) => console.error('page error:', err));
     page.setDefaultTimeout(0);
-    page.on('pageerror', (err) => console.error('page error:', err));
-    await page.goto(`${coord.url}/bench`);
-    await page.waitForSelector('body[data-ready="true"]', { timeout: 60_000 });
     const userAgent = await page.evaluate(() => navigator.userAgent);
 
     for (const id of values.models.split(',').filter(Boolean)) {

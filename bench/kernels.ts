@@ -14,7 +14,7 @@ import type { BenchReport, BenchRequest } from '../client/bench/page';
 import type { BenchRow, BenchShape } from '../client/bench/runner';
 import type { TuningRecord } from '../client/gpu/autotune';
 import { parseShapeText } from '../shared/tensor-shape';
-import { launchBrowser } from '../test/support/browser';
+import { launchBrowser, openBenchPage } from '../test/support/browser';
 import { startTestCoordinator } from '../test/support/coordinator';
 
 const { values } = parseArgs({
@@ -52,11 +52,8 @@ async function main(): Promise<void> {
   const skipped: { subject: string; shape: string; reason: string }[] = [];
   let environment: BenchReport['environment'] | undefined;
   try {
-    const page = await browser.newPage();
+    const page = await openBenchPage(browser, coord.url, (err) => console.error('page error:', err));
     page.setDefaultTimeout(0);
-    page.on('pageerror', (err) => console.error('page error:', err));
-    await page.goto(`${coord.url}/bench`);
-    await page.waitForSelector('body[data-ready="true"]', { timeout: 60_000 });
     const configs = await page.evaluate(() => window.tesseraBench!.configs());
     const t0 = performance.now();
     const tuning: TuningRecord = await page.evaluate(() => window.tesseraBench!.tune());

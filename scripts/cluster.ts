@@ -19,7 +19,8 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { LOCAL_KEY_FILE } from '../server/auth/api-keys';
-import { freePort, startNginx, type NginxProxy } from '../test/support/nginx';
+import { freePort } from '../test/support/free-port';
+import { startNginx, type NginxProxy } from '../test/support/nginx';
 
 const { values } = parseArgs({
   options: {

@@ -87,6 +87,26 @@ function transposeData(data: Float32Array, rows: number, cols: number): Float32A
   return out;
 }
 
+/**
+ * Weights derived from a model's own (Gemm's transposed or scaled B, scaled
+ * C), kept per source array: every plan of a model (one per batch size) gets
+ * the same array, so the runner uploads it once and the intake derives it once.
+ */
+const derivedWeights = new WeakMap<Float32Array, Map<string, Float32Array>>();
+function derived(source: Float32Array, key: string, make: () => Float32Array): Float32Array {
+  let byKey = derivedWeights.get(source);
+  if (!byKey) {
+    byKey = new Map();
+    derivedWeights.set(source, byKey);
+  }
+  let d = byKey.get(key);
+  if (!d) {
+    d = make();
+    byKey.set(key, d);
+  }
+  return d;
+}
+
 class PlanError extends Error {}
 
 interface Value {
@@ -264,8 +284,14 @@ export function planInference(graph: ModelGraph, batch: number): InferencePlan {
           let b: Value;
           if (bConst) {
             const [r, c] = bConst.dims as [number, number];
-            let data = transB ? transposeData(bConst.data as Float32Array, r, c) : (bConst.data as Float32Array);
-            if (alpha !== 1) data = data.map((v) => v * alpha);
+            const src = bConst.data as Float32Array;
+            const data =
+              !transB && alpha === 1
+                ? src
+                : derived(src, `B:${transB}:${alpha}`, () => {
+                    const t = transB ? transposeData(src, r, c) : src;
+                    return alpha === 1 ? t : t.map((v) => v * alpha);
+                  });
             b = weight(data, transB ? [c, r] : [r, c]);
           } else {
             if (alpha !== 1) throw new PlanError(`${where}: alpha ≠ 1 is supported when B is a constant (weights)`);
@@ -278,10 +304,11 @@ export function planInference(graph: ModelGraph, batch: number): InferencePlan {
           if (cName) {
             const cConst = floatConstant(cName, where);
             const nCols = b.dims[1]!;
+            const scaledC = (src: Float32Array) => (beta === 1 ? src : derived(src, `C:${beta}`, () => src.map((v) => v * beta)));
             if (cConst && cConst.data.length === nCols && cConst.dims.every((d, i) => d === 1 || i === cConst.dims.length - 1)) {
-              bias = weight(beta === 1 ? (cConst.data as Float32Array) : (cConst.data as Float32Array).map((v) => v * beta), [nCols]);
+              bias = weight(scaledC(cConst.data as Float32Array), [nCols]);
             } else if (cConst) {
-              addAfter = weight(beta === 1 ? (cConst.data as Float32Array) : (cConst.data as Float32Array).map((v) => v * beta), cConst.dims);
+              addAfter = weight(scaledC(cConst.data as Float32Array), cConst.dims);
             } else if (beta === 1) {
               addAfter = value(cName, where);
             } else throw new PlanError(`${where}: beta ≠ 1 is supported when C is a constant`);

@@ -9,6 +9,7 @@
 import { BINARY_OPS, broadcastStrides, MATMUL_ACTIVATIONS, MAX_RANK, UNARY_OPS, type PlanStep } from '../../shared/inference-plan';
 import { broadcastShapes, shapeSize, stridesOf } from '../../shared/tensor-shape';
 import { dispatchFor, type InferenceShader } from './inference-dispatch';
+import { readBuffer } from './matmul-kernel';
 
 export { BINARY_OPS, MATMUL_ACTIVATIONS, UNARY_OPS };
 export type { InferenceShader };
@@ -71,7 +72,7 @@ export class InferenceOps {
   }
 
   /** The pipeline, bind group and grid of one step, its buffers resolved by id; `dummy` stands in for an absent optional input. */
-  encodeStep(step: PlanStep, buffer: (id: number) => GPUBuffer, dummy: GPUBuffer): { pipeline: GPUComputePipeline; bindGroup: GPUBindGroup; groups: [number, number, number]; uniform: GPUBuffer } {
+  encodeStep(step: PlanStep, buffer: (id: number) => GPUBuffer, dummy: GPUBuffer): Launch & { uniform: GPUBuffer } {
     const d = dispatchFor(step);
     const pipeline = this.pipeline(d.shader, d.constants);
     const uniform = this.uniform(d.uniform);
@@ -101,17 +102,11 @@ export class InferenceOps {
     const out = buffers[buffers.length - 1]!;
     return {
       async run() {
-        const encoder = device.createCommandEncoder();
-        const pass = encoder.beginComputePass();
-        pass.setPipeline(enc.pipeline);
-        pass.setBindGroup(0, enc.bindGroup);
-        pass.dispatchWorkgroups(...enc.groups);
-        pass.end();
-        device.queue.submit([encoder.finish()]);
+        submitLaunches(device, [enc]);
         await device.queue.onSubmittedWorkDone();
       },
       async read() {
-        return readFloats(device, out, outCount);
+        return readBuffer(device, out, outCount * 4);
       },
       async dispose() {
         for (const b of owned) b.destroy();
@@ -193,15 +188,21 @@ export class InferenceOps {
   matmul = (a: OpTensor, b: OpTensor, bias: Float32Array | undefined, act: keyof typeof MATMUL_ACTIVATIONS) => this.runOnce(this.prepareMatmul(a, b, bias, act));
 }
 
-/** Copies `count` floats out of a storage buffer. */
-export async function readFloats(device: GPUDevice, src: GPUBuffer, count: number, offset = 0): Promise<Float32Array> {
-  const read = device.createBuffer({ size: Math.max(16, count * 4), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-  const enc = device.createCommandEncoder();
-  if (count > 0) enc.copyBufferToBuffer(src, offset, read, 0, count * 4);
-  device.queue.submit([enc.finish()]);
-  await read.mapAsync(GPUMapMode.READ);
-  const out = new Float32Array(read.getMappedRange().slice(0, count * 4));
-  read.unmap();
-  read.destroy();
-  return out;
+export interface Launch {
+  pipeline: GPUComputePipeline;
+  bindGroup: GPUBindGroup;
+  groups: [number, number, number];
+}
+
+/** Encodes `launches` in one compute pass and submits it (the implementation orders the dispatches' memory accesses). */
+export function submitLaunches(device: GPUDevice, launches: readonly Launch[]): void {
+  const encoder = device.createCommandEncoder();
+  const pass = encoder.beginComputePass();
+  for (const l of launches) {
+    pass.setPipeline(l.pipeline);
+    pass.setBindGroup(0, l.bindGroup);
+    pass.dispatchWorkgroups(...l.groups);
+  }
+  pass.end();
+  device.queue.submit([encoder.finish()]);
 }

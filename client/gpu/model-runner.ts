@@ -7,14 +7,15 @@
  */
 import type { ModelGraph } from '../../shared/model-graph';
 import { planInference, type InferencePlan } from '../../shared/inference-plan';
-import { readFloats, type InferenceOps } from './inference-ops';
+import { submitLaunches, type InferenceOps, type Launch } from './inference-ops';
+import { readBuffer } from './matmul-kernel';
 
 interface BuiltPlan {
   plan: InferencePlan;
   buffers: GPUBuffer[];
   /** Buffers this plan owns (slots, inputs, outputs, uniforms); weights belong to the model. */
   owned: GPUBuffer[];
-  launches: { pipeline: GPUComputePipeline; bindGroup: GPUBindGroup; groups: [number, number, number] }[];
+  launches: Launch[];
 }
 
 /** Plans kept per model: shard sizes of one job take one or two values (the last shard is shorter). */
@@ -111,16 +112,8 @@ export class ModelRunner {
       if (!data || data.length !== want) throw new RangeError(`input "${inp.name}" needs ${want} values for a batch of ${batch}, got ${data?.length ?? 0}`);
       device.queue.writeBuffer(built.buffers[inp.buffer]!, 0, data.buffer, data.byteOffset, data.byteLength);
     });
-    const encoder = device.createCommandEncoder();
-    const pass = encoder.beginComputePass();
-    for (const l of built.launches) {
-      pass.setPipeline(l.pipeline);
-      pass.setBindGroup(0, l.bindGroup);
-      pass.dispatchWorkgroups(...l.groups);
-    }
-    pass.end();
-    device.queue.submit([encoder.finish()]);
-    return Promise.all(built.plan.outputs.map((o) => readFloats(device, built.buffers[o.buffer]!, built.plan.buffers[o.buffer]!.elements)));
+    submitLaunches(device, built.launches);
+    return Promise.all(built.plan.outputs.map((o) => readBuffer(device, built.buffers[o.buffer]!, built.plan.buffers[o.buffer]!.elements * 4)));
   }
 
   /**
@@ -134,13 +127,7 @@ export class ModelRunner {
     const out: { kind: string; node: string; ms: number }[] = [];
     for (const [i, l] of built.launches.entries()) {
       const t0 = performance.now();
-      const encoder = device.createCommandEncoder();
-      const pass = encoder.beginComputePass();
-      pass.setPipeline(l.pipeline);
-      pass.setBindGroup(0, l.bindGroup);
-      pass.dispatchWorkgroups(...l.groups);
-      pass.end();
-      device.queue.submit([encoder.finish()]);
+      submitLaunches(device, [l]);
       await device.queue.onSubmittedWorkDone();
       const step = built.plan.steps[i]!;
       out.push({ kind: step.kind === 'unary' || step.kind === 'binary' ? `${step.kind}:${step.op}` : step.kind, node: step.node, ms: performance.now() - t0 });

@@ -85,44 +85,29 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
       if (!(JOB_TYPES as readonly string[]).includes(body.fields.type)) {
         throw new HttpError(400, 'UNKNOWN_JOB_TYPE', `unknown job type ${JSON.stringify(body.fields.type)}; one of: ${JOB_TYPES.join(', ')}`);
       }
+      const storage = { used: usage.storedBytes, limit: key.maxStoredBytes };
+      let accepted: { job: JobRecord; spec?: InferenceSpec; log: Record<string, unknown> };
       if (body.fields.type === 'benchmark') {
         const extra = Object.keys(body.files);
         if (extra.length > 0) throw new HttpError(400, 'UNEXPECTED_FILE', `a benchmark takes no files (got ${extra.map((f) => JSON.stringify(f)).join(', ')}); its inputs are generated from a seed`);
         const job = await deps.benchmarks.accept(body.fields, key.id);
-        res.locals.jobId = job.id;
-        deps.log.info({ requestId: res.locals.requestId, jobId: job.id, owner: key.name, type: 'benchmark', contributors: job.totalShards }, 'job accepted');
-        deps.onJobQueued(job.totalShards);
-        res.status(201).location(`/api/v1/jobs/${job.id}`).json(toJobView(job));
-        return;
-      }
-      if (body.fields.type === 'inference') {
+        accepted = { job, log: { type: 'benchmark', contributors: job.totalShards } };
+      } else if (body.fields.type === 'inference') {
         const fields = parseOrThrow(InferenceFieldsSchema, body.fields, 'form field');
-        const job = await acceptInferenceJob(deps, body.files, {
-          owner: key.id,
-          priority: fields.priority,
-          verification: fields.verification,
-          storage: { used: usage.storedBytes, limit: key.maxStoredBytes },
-        });
-        res.locals.jobId = job.id;
-        deps.log.info({ requestId: res.locals.requestId, jobId: job.id, owner: key.name, type: 'inference', batch: job.m, shards: job.totalShards }, 'job accepted');
-        const spec = await specOf(job);
-        deps.onJobQueued(job.totalShards, spec && { jobId: job.id, sha256: spec.model.sha256 });
-        res.status(201).location(`/api/v1/jobs/${job.id}`).json(toJobView(job, spec));
-        return;
+        const { job, spec } = await acceptInferenceJob(deps, body.files, { owner: key.id, priority: fields.priority, verification: fields.verification, storage });
+        accepted = { job, spec, log: { type: 'inference', batch: job.m, shards: job.totalShards } };
+      } else {
+        const stray = Object.keys(body.files).filter((f) => f !== 'a' && f !== 'b');
+        if (stray.length > 0) throw new HttpError(400, 'UNEXPECTED_FILE', `unexpected file field "${stray[0]}"; this job takes: a, b`);
+        const fields = parseOrThrow(SubmitFieldsSchema, body.fields, 'form field');
+        const job = await acceptMatmulJob(deps, body.files, { owner: key.id, priority: fields.priority, verification: fields.verification, storage });
+        accepted = { job, log: { m: job.m, k: job.k, n: job.n, shards: job.totalShards } };
       }
-      const stray = Object.keys(body.files).filter((f) => f !== 'a' && f !== 'b');
-      if (stray.length > 0) throw new HttpError(400, 'UNEXPECTED_FILE', `unexpected file field "${stray[0]}"; this job takes: a, b`);
-      const fields = parseOrThrow(SubmitFieldsSchema, body.fields, 'form field');
-      const job = await acceptMatmulJob(deps, body.files, {
-        owner: key.id,
-        priority: fields.priority,
-        verification: fields.verification,
-        storage: { used: usage.storedBytes, limit: key.maxStoredBytes },
-      });
+      const { job, spec } = accepted;
       res.locals.jobId = job.id;
-      deps.log.info({ requestId: res.locals.requestId, jobId: job.id, owner: key.name, m: job.m, k: job.k, n: job.n, shards: job.totalShards }, 'job accepted');
-      deps.onJobQueued(job.totalShards);
-      res.status(201).location(`/api/v1/jobs/${job.id}`).json(toJobView(job));
+      deps.log.info({ requestId: res.locals.requestId, jobId: job.id, owner: key.name, ...accepted.log }, 'job accepted');
+      deps.onJobQueued(job.totalShards, spec && { jobId: job.id, sha256: spec.model.sha256 });
+      res.status(201).location(`/api/v1/jobs/${job.id}`).json(toJobView(job, spec));
     } finally {
       await body.cleanup();
     }

@@ -98,7 +98,7 @@ export async function acceptInferenceJob(
   deps: InferenceIntakeDeps,
   files: Record<string, UploadedFile>,
   opts: { owner: string | null; priority: number; verification: 'recompute' | 'replication'; storage?: { used: number; limit: number } },
-): Promise<JobRecord> {
+): Promise<{ job: JobRecord; spec: InferenceSpec }> {
   const { config, store, blobs, results } = deps;
   if (!files.model) throw new HttpError(400, 'MISSING_FILE', 'missing file "model": the ONNX model (-F model=@model.onnx), and one .npy per model input');
   let graph: ModelGraph;
@@ -213,5 +213,5 @@ export async function acceptInferenceJob(
     spec: JSON.stringify(spec),
     now: Date.now(),
   });
-  return (await store.getJob(id))!;
+  return { job: (await store.getJob(id))!, spec };
 }

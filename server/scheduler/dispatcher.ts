@@ -73,12 +73,25 @@ export class Dispatcher {
   private readonly sessions = new Map<string, { speed: ThroughputEstimate; last?: { jobId: string; rowPanel: number; colPanel: number }; models: Set<string> }>();
   /** Inference jobs queued lately, with their model: the window in which holders of the model go first. */
   private readonly newModelJobs = new Map<string, { sha256: string; queuedAt: number }>();
+  /** Connected sessions by the model packages they hold: asked on every grant while a new inference job is recent. */
+  private readonly modelHolders = new Map<string, Set<string>>();
+
+  private holds(sessionId: string, models: Set<string>, sha256: string): void {
+    models.add(sha256);
+    let holders = this.modelHolders.get(sha256);
+    if (!holders) {
+      holders = new Set();
+      this.modelHolders.set(sha256, holders);
+    }
+    holders.add(sessionId);
+  }
 
   private sessionState(sessionId: string, reportedGflops?: number, tuning?: KernelTuning, models?: readonly string[]) {
     let st = this.sessions.get(sessionId);
     if (!st) {
-      st = { speed: { ...(reportedGflops ? { reportedGflops } : {}), ...(tuning ? { tunedGflops: tuning.gflops } : {}) }, models: new Set(models) };
+      st = { speed: { ...(reportedGflops ? { reportedGflops } : {}), ...(tuning ? { tunedGflops: tuning.gflops } : {}) }, models: new Set() };
       this.sessions.set(sessionId, st);
+      for (const sha of models ?? []) this.holds(sessionId, st.models, sha);
     }
     return st;
   }
@@ -89,7 +102,7 @@ export class Dispatcher {
   }
 
   /** New inference jobs this session should leave to others for now: it lacks the model and an online session has it. */
-  private deferredFor(sessionId: string, models: Set<string>, now: number): string[] {
+  private deferredFor(models: Set<string>, now: number): string[] {
     const window = this.deps.modelAffinityMs ?? DEFAULT_MODEL_AFFINITY_MS;
     const deferred: string[] = [];
     for (const [jobId, j] of this.newModelJobs) {
@@ -97,13 +110,8 @@ export class Dispatcher {
         this.newModelJobs.delete(jobId);
         continue;
       }
-      if (models.has(j.sha256)) continue;
-      for (const [other, st] of this.sessions) {
-        if (other !== sessionId && st.models.has(j.sha256)) {
-          deferred.push(jobId);
-          break;
-        }
-      }
+      // This session is not among the holders (it lacks the model), so any holder is another session.
+      if (!models.has(j.sha256) && (this.modelHolders.get(j.sha256)?.size ?? 0) > 0) deferred.push(jobId);
     }
     return deferred;
   }
@@ -151,7 +159,7 @@ export class Dispatcher {
       now,
       jobTypes: accepts.filter((t) => t !== 'benchmark'),
       heldBlobs: [...st.models],
-      deferJobs: this.deferredFor(session.sessionId, st.models, now),
+      deferJobs: this.deferredFor(st.models, now),
       maxPanelBytes,
       maxActivePerSession: this.deps.maxLeasesPerSession,
       speculateAfterMs: this.deps.speculateAfterMs,
@@ -161,7 +169,7 @@ export class Dispatcher {
     for (const g of granted) {
       this.deps.metrics.shardsLeased.inc({ job_type: g.jobType });
       // It fetches the model with this lease and keeps it: later shards of the model should come here.
-      if (g.jobType === 'inference') st.models.add(g.b.sha256);
+      if (g.jobType === 'inference') this.holds(session.sessionId, st.models, g.b.sha256);
     }
     const last = granted.at(-1);
     if (last) {
@@ -182,6 +190,11 @@ export class Dispatcher {
   }
 
   async sessionClosed(sessionId: string): Promise<void> {
+    for (const sha of this.sessions.get(sessionId)?.models ?? []) {
+      const holders = this.modelHolders.get(sha);
+      holders?.delete(sessionId);
+      if (holders?.size === 0) this.modelHolders.delete(sha);
+    }
     this.sessions.delete(sessionId);
     await this.deps.benchmarks?.sessionClosed(sessionId);
     const n = await this.deps.store.releaseSession(sessionId, Date.now());

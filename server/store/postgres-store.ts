@@ -4,6 +4,7 @@ import type { PoolClient, QueryResultRow } from 'pg';
 import type { JobStatus, JobType } from '../../shared/api';
 import type { TrustRecord, TrustStatus } from '../trust/reputation';
 import { migratePostgres } from './postgres-migrations';
+import { inTransaction, RETRYABLE_SQLSTATES } from '../storage/pg-transaction';
 import type {
   AcceptOutcome,
   ApiKeyRecord,
@@ -208,13 +209,9 @@ const types: pg.CustomTypesConfig = {
 };
 
 /** serialization_failure, deadlock_detected: the transaction did nothing and may simply run again. */
-const RETRYABLE = ['40001', '40P01'];
+const RETRYABLE = RETRYABLE_SQLSTATES;
 const UNIQUE_VIOLATION = '23505';
 const MAX_ATTEMPTS = 5;
-
-function sqlState(err: unknown): string | undefined {
-  return typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string' ? err.code : undefined;
-}
 
 const byKey = <T>(m: Map<string, T>): [string, T][] => [...m].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
 
@@ -264,25 +261,7 @@ export class PostgresStore implements Store {
 
   /** Runs fn in one transaction on one pooled connection; retried whole on deadlock or serialization failure. */
   private async tx<T>(fn: (c: PoolClient) => Promise<T>, retryOn: readonly string[] = RETRYABLE): Promise<T> {
-    for (let attempt = 1; ; attempt++) {
-      const c = await this.pool.connect();
-      let broken: Error | undefined;
-      try {
-        await c.query('BEGIN');
-        const out = await fn(c);
-        await c.query('COMMIT');
-        return out;
-      } catch (err) {
-        await c.query('ROLLBACK').catch((e: Error) => {
-          broken = e; // a connection that cannot roll back is dropped, not reused
-        });
-        const code = sqlState(err);
-        if (attempt >= MAX_ATTEMPTS || code === undefined || !retryOn.includes(code)) throw err;
-      } finally {
-        c.release(broken);
-      }
-      await new Promise((r) => setTimeout(r, Math.random() * 5 * attempt));
-    }
+    return inTransaction(this.pool, fn, { on: retryOn, attempts: MAX_ATTEMPTS });
   }
 
   async createJob(job: NewJob): Promise<void> {

@@ -1,4 +1,3 @@
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { rm } from 'node:fs/promises';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -8,6 +7,7 @@ import { spawnCoordinator, type CoordinatorProcess } from '../support/coordinato
 import { spawnAgent, type AgentProcess } from '../support/agent-process';
 import { randomMatrix } from '../support/matrices';
 import { SimContributor } from '../support/sim-contributor';
+import { freePort } from '../support/free-port';
 
 let coord: TestCoordinator | undefined;
 let proc: CoordinatorProcess | undefined;
@@ -38,15 +38,6 @@ async function agent(url: string, extra: string[] = []): Promise<AgentProcess> {
   agents.push(a);
   await a.waitFor(/joined .* as contributor/);
   return a;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 describe('headless agent (Dawn on SwiftShader)', () => {

@@ -1,7 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import type { Browser, Page } from 'puppeteer-core';
 import { afterAll, beforeAll } from 'vitest';
-import { launchBrowser } from './browser';
+import { launchBrowser, openBenchPage } from './browser';
 import { startTestCoordinator, type TestCoordinator } from './coordinator';
 
 const clientDir = fileURLToPath(new URL('../../dist/client', import.meta.url));
@@ -14,9 +14,7 @@ export function useBenchPage(): { readonly page: Page } {
   beforeAll(async () => {
     coord = await startTestCoordinator({ clientDir });
     browser = await launchBrowser();
-    page = await browser.newPage();
-    await page.goto(`${coord.url}/bench`);
-    await page.waitForSelector('body[data-ready="true"]', { timeout: 60_000 });
+    page = await openBenchPage(browser, coord.url);
   });
   afterAll(async () => {
     await browser?.close();

@@ -1,4 +1,4 @@
-import puppeteer, { type Browser } from 'puppeteer-core';
+import puppeteer, { type Browser, type Page } from 'puppeteer-core';
 
 export const CHROME_PATH = process.env.CHROME_PATH ?? '/usr/bin/chromium';
 
@@ -20,4 +20,13 @@ export async function launchBrowser(opts: { webgpu?: boolean; protocolTimeoutMs?
       '--disable-dev-shm-usage',
     ],
   });
+}
+
+/** A new tab on the coordinator's /bench page, once `window.tesseraBench` is ready. */
+export async function openBenchPage(browser: Browser, coordinatorUrl: string, onPageError?: (err: unknown) => void): Promise<Page> {
+  const page = await browser.newPage();
+  if (onPageError) page.on('pageerror', onPageError);
+  await page.goto(`${coordinatorUrl}/bench`);
+  await page.waitForSelector('body[data-ready="true"]', { timeout: 60_000 });
+  return page;
 }

@@ -1,9 +1,10 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { nginxConfig } from '../../scripts/nginx-config';
+import { freePort } from './free-port';
 
 /** Debian's nginx in front of coordinators, with the configuration from scripts/nginx-config.ts. */
 export interface NginxProxy {
@@ -20,16 +21,6 @@ export function ensureNginx(): void {
   execFileSync('bash', [new URL('../../scripts/ensure-nginx.sh', import.meta.url).pathname], { stdio: 'inherit' });
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 async function accepting(port: number, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;

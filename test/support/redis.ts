@@ -1,9 +1,9 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { freePort } from './free-port';
 
 /** A throwaway Redis for tests: Debian's redis-server (installed by scripts/ensure-redis.sh when missing), no persistence, a free port. */
 export interface RedisServer {
@@ -11,16 +11,6 @@ export interface RedisServer {
   stop(): Promise<void>;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 export async function startRedis(): Promise<RedisServer> {
   execFileSync('bash', [new URL('../../scripts/ensure-redis.sh', import.meta.url).pathname], { stdio: 'inherit' });
