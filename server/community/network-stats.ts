@@ -1,13 +1,32 @@
 import type { Leaderboard, NetworkSnapshot } from '../../shared/api';
 import type { Metrics } from '../metrics/metrics';
-import type { LeaderRow, Store } from '../store/store';
+import type { LeaderRow, Store, TeamRow } from '../store/store';
+import { checkPublicName, MAX_CONTRIBUTOR_NAME, MAX_TEAM_NAME } from './name-skeleton';
 
 const WINDOW_MS = 30_000;
 const DAY_MS = 86_400_000;
 const LEADERBOARD_TTL_MS = 10_000;
 
+/** Verdicts on names seen on the boards (about 100 µs each to reach; the boards rarely change). */
+const passes = new Map<string, boolean>();
+
+/**
+ * Names are checked again when shown: one stored before today's rules (an
+ * invisible Hangul filler, "Tessera Support") shows as anonymous, not as itself.
+ */
+function shownName(name: string | null, maxLength: number): string | null {
+  if (name === null) return null;
+  const key = `${maxLength}:${name}`;
+  let ok = passes.get(key);
+  if (ok === undefined) {
+    if (passes.size >= 10_000) passes.clear();
+    passes.set(key, (ok = checkPublicName(name, 'name', maxLength).ok));
+  }
+  return ok ? name : null;
+}
+
 function displayName(row: LeaderRow): string {
-  return row.name ?? `anonymous-${row.id.slice(0, 6)}`;
+  return shownName(row.name, MAX_CONTRIBUTOR_NAME) ?? `anonymous-${row.id.slice(0, 6)}`;
 }
 
 /**
@@ -38,8 +57,9 @@ export class NetworkStats {
   async leaderboard(now = Date.now()): Promise<Leaderboard> {
     const today = Math.floor(now / DAY_MS);
     const [day, week, all] = await Promise.all([this.store.leaderboard(today, 20), this.store.leaderboard(today - 6, 20), this.store.leaderboard(null, 20)]);
-    const people = (rows: LeaderRow[]) => rows.map((r, i) => ({ rank: i + 1, name: displayName(r), team: r.team, credits: r.credits }));
-    const teams = (rows: { name: string; members: number; credits: number }[]) => rows.map((r, i) => ({ rank: i + 1, ...r }));
+    const people = (rows: LeaderRow[]) => rows.map((r, i) => ({ rank: i + 1, name: displayName(r), team: shownName(r.team, MAX_TEAM_NAME), credits: r.credits }));
+    // A team has no id to show instead of a name that no longer passes, so it leaves the board; its members stay.
+    const teams = (rows: TeamRow[]) => rows.filter((r) => shownName(r.name, MAX_TEAM_NAME) !== null).map((r, i) => ({ rank: i + 1, ...r }));
     return {
       updatedAt: new Date(now).toISOString(),
       contributors: { day: people(day.contributors), week: people(week.contributors), all: people(all.contributors) },
