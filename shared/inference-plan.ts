@@ -15,10 +15,14 @@
  *   transposes; the kernels work on rows.
  * - Temporary buffers are assigned to slots by liveness: a slot is reused as
  *   soon as the value in it has been read for the last time.
+ *
+ * Planning is linear in the graph (every lookup is through a map built once;
+ * the free slots are kept sorted), so the coordinator can plan a model of
+ * MAX_MODEL_NODES at upload without stalling.
  */
 import type { AttributeValue, GraphNode, ModelGraph, TensorValue } from './model-graph';
-import { ModelError } from './model-graph';
-import { inferShapes } from './shape-inference';
+import { ModelError, nodeLabel, quoteName } from './model-graph';
+import { inferShapes, meanAxes, type Shapes } from './shape-inference';
 import { shapeSize, stridesOf } from './tensor-shape';
 
 export const UNARY_OPS = { Identity: 0, Relu: 1, Sigmoid: 2, Tanh: 3, Sqrt: 4, Erf: 5, Gelu: 6, GeluTanh: 7 } as const;
@@ -64,10 +68,14 @@ export interface InferencePlan {
   outputs: { name: string; buffer: number; dims: number[] }[];
   /** Floating-point operations of one run (multiply-adds count 2). */
   flops: number;
+  /** Floats written by all steps together: what the data movement costs, apart from the arithmetic. */
+  valuesWritten: number;
   /** Largest single buffer, in bytes: must fit the device's storage binding limit. */
   largestBufferBytes: number;
   /** All buffers together (weights, inputs, outputs and slots), in bytes. */
   totalBytes: number;
+  /** Every value's shape at this batch size. */
+  shapes: Shapes;
 }
 
 const int = (v: AttributeValue | undefined, dflt: number) => (typeof v === 'number' ? v : dflt);
@@ -126,13 +134,18 @@ export function planInference(graph: ModelGraph, batch: number): InferencePlan {
     return buffers.length - 1;
   };
 
-  // How many times each value is read: fusion needs the intermediate to have exactly one reader.
+  // How many times each value is read, and by which node first: fusion needs the intermediate to have exactly one reader.
   const readers = new Map<string, number>();
-  for (const n of graph.nodes) for (const i of n.inputs) if (i) readers.set(i, (readers.get(i) ?? 0) + 1);
-  for (const o of graph.outputs) readers.set(o.name, (readers.get(o.name) ?? 0) + 1);
-  const producer = new Map<string, GraphNode>();
-  for (const n of graph.nodes) for (const o of n.outputs) producer.set(o, n);
-  const consumers = (name: string) => graph.nodes.filter((n) => n.inputs.includes(name));
+  const firstReader = new Map<string, GraphNode>();
+  for (const n of graph.nodes) {
+    for (const i of n.inputs) {
+      if (!i) continue;
+      readers.set(i, (readers.get(i) ?? 0) + 1);
+      if (!firstReader.has(i)) firstReader.set(i, n);
+    }
+  }
+  const graphOutputs = new Set(graph.outputs.map((o) => o.name));
+  for (const o of graphOutputs) readers.set(o, (readers.get(o) ?? 0) + 1);
 
   for (const v of graph.inputs) values.set(v.name, { buffer: newBuffer('input', shapeSize(shapes.get(v.name)!), { name: v.name }), dims: shapes.get(v.name)! });
 
@@ -161,7 +174,8 @@ export function planInference(graph: ModelGraph, batch: number): InferencePlan {
     steps.push({ kind: 'transpose', x: x.buffer, out: out.buffer, outDims: out.dims, inStrides: perm.map((p) => strides[p]!), node });
     return out;
   };
-  const fused = new Set<string>();
+  // Nodes folded into an earlier launch, by identity: node names are the requester's and need not be unique.
+  const fused = new Set<GraphNode>();
 
   /** act(A·B + bias) with B either shared by every batch of A (weights) or batched like A. */
   const matmul = (n: GraphNode, a: Value, b: Value, bias: Value | null, where: string): { out: Value; name: string } => {
@@ -190,25 +204,25 @@ export function planInference(graph: ModelGraph, batch: number): InferencePlan {
     let name = n.outputs[0]!;
     let biasValue = bias;
     let act: MatmulActivation = 'none';
-    const single = (v: string) => readers.get(v) === 1 && !graph.outputs.some((o) => o.name === v);
+    const single = (v: string) => readers.get(v) === 1 && !graphOutputs.has(v);
     if (!biasValue && single(name)) {
-      const add = consumers(name)[0];
+      const add = firstReader.get(name);
       if (add?.opType === 'Add') {
         const other = add.inputs[0] === name ? add.inputs[1]! : add.inputs[0]!;
         const c = constants.get(other);
         if (c && c.data instanceof Float32Array && c.data.length === nCols && shapeSize(c.dims) === nCols && c.dims.every((d, i) => d === 1 || i === c.dims.length - 1)) {
           biasValue = value(other, where);
-          fused.add(add.name);
+          fused.add(add);
           name = add.outputs[0]!;
         }
       }
     }
     if (single(name)) {
-      const next = consumers(name)[0];
+      const next = firstReader.get(name);
       const gelu = next?.opType === 'Gelu' && next.attributes.approximate !== 'tanh';
       if (next?.opType === 'Relu' || gelu) {
         act = gelu ? 'gelu' : 'relu';
-        fused.add(next.name);
+        fused.add(next);
         name = next.outputs[0]!;
       }
     }
@@ -218,8 +232,8 @@ export function planInference(graph: ModelGraph, batch: number): InferencePlan {
   };
 
   for (const n of graph.nodes) {
-    if (fused.has(n.name)) continue;
-    const where = `node ${n.name} (${n.opType})`;
+    if (fused.has(n)) continue;
+    const where = nodeLabel(n);
     const outName = n.outputs[0]!;
     const outDims = shapes.get(outName)!;
     const a = n.attributes;
@@ -356,8 +370,7 @@ export function planInference(graph: ModelGraph, batch: number): InferencePlan {
           const x = value(n.inputs[0]!, where);
           const rank = x.dims.length;
           const fromInput = n.inputs[1] ? constants.get(n.inputs[1]) : undefined;
-          const axesRaw = fromInput ? Array.from(fromInput.data, Number) : Array.isArray(a.axes) ? a.axes : x.dims.map((_, i) => i);
-          const axes = [...new Set(axesRaw.map((ax) => norm(ax, rank)))].sort((p, q) => p - q);
+          const axes = meanAxes(n, rank, fromInput ? Array.from(fromInput.data, Number) : undefined, where);
           const kept = x.dims.map((_, i) => i).filter((i) => !axes.includes(i));
           const trailing = axes.every((ax, i) => ax === rank - axes.length + i);
           const src = trailing ? x : transposeStep(x, [...kept, ...axes], n.name);
@@ -393,8 +406,10 @@ export function planInference(graph: ModelGraph, batch: number): InferencePlan {
   const outputs: InferencePlan['outputs'] = [];
   const claimed = new Set<number>();
   for (const o of graph.outputs) {
-    const v = values.get(o.name) ?? (constants.has(o.name) ? value(o.name, `output ${o.name}`) : undefined);
-    if (!v) throw new ModelError('UNSUPPORTED_MODEL', [`output "${o.name}" is not produced by any node`]);
+    const t = constants.get(o.name);
+    if (t && !(t.data instanceof Float32Array)) throw new ModelError('UNSUPPORTED_MODEL', [`output ${quoteName(o.name)} is an int64 constant; outputs are float32 values computed from the inputs`]);
+    const v = values.get(o.name) ?? (t ? value(o.name, `output ${quoteName(o.name)}`) : undefined);
+    if (!v) throw new ModelError('UNSUPPORTED_MODEL', [`output ${quoteName(o.name)} is not produced by any node`]);
     let id = v.buffer;
     if (buffers[id]!.role !== 'temp' || claimed.has(id)) {
       const copy = newBuffer('temp', shapeSize(v.dims));
@@ -408,8 +423,25 @@ export function planInference(graph: ModelGraph, batch: number): InferencePlan {
   }
 
   const slotElements = assignSlots(buffers, steps);
-  const flops = steps.reduce((sum, s) => sum + stepFlops(s), 0);
-  const sizes = buffers.filter((b) => b.role !== 'temp').map((b) => b.elements).concat(slotElements);
+  let flops = 0;
+  let valuesWritten = 0;
+  for (const s of steps) {
+    flops += stepFlops(s);
+    valuesWritten += buffers[s.out]!.elements;
+  }
+  let largest = 0;
+  let total = 0;
+  for (const b of buffers) {
+    if (b.role === 'temp') continue;
+    largest = Math.max(largest, b.elements);
+    total += b.elements;
+  }
+  for (const e of slotElements) {
+    largest = Math.max(largest, e);
+    total += e;
+  }
+  // Shapes are bounded (shape-inference.ts), so these are finite; a model that makes them otherwise is refused, never planned.
+  if (![flops, valuesWritten, total].every(Number.isFinite)) throw new ModelError('MODEL_TOO_LARGE', [`the model's cost cannot be counted (${flops} FLOPs, ${total} values)`]);
   return {
     batch,
     buffers,
@@ -418,8 +450,10 @@ export function planInference(graph: ModelGraph, batch: number): InferencePlan {
     inputs: graph.inputs.map((v) => ({ name: v.name, buffer: values.get(v.name)!.buffer, dims: shapes.get(v.name)! })),
     outputs,
     flops,
-    largestBufferBytes: Math.max(0, ...sizes) * 4,
-    totalBytes: sizes.reduce((s, e) => s + e, 0) * 4,
+    valuesWritten,
+    largestBufferBytes: largest * 4,
+    totalBytes: total * 4,
+    shapes,
   };
 }
 
@@ -436,30 +470,49 @@ const reads = (s: PlanStep): number[] => {
   }
 };
 
-/** Places temporaries in reusable slots: a slot frees up after the last step that reads its value. */
+/**
+ * Places temporaries in reusable slots: a slot frees up after the last step
+ * that reads its value. Free slots are kept sorted by size (ties by index,
+ * so the plan does not depend on insertion order), which makes the best fit
+ * a binary search.
+ */
 function assignSlots(buffers: PlanBuffer[], steps: PlanStep[]): number[] {
   const lastRead = new Map<number, number>();
   steps.forEach((s, i) => reads(s).forEach((b) => lastRead.set(b, i)));
   const slotElements: number[] = [];
   const free: number[] = [];
+  const before = (p: number, q: number) => slotElements[p]! < slotElements[q]! || (slotElements[p] === slotElements[q] && p < q);
+  /** Index in `free` (sorted) of the first slot for which `after` holds; `after` must hold for every slot past it too. */
+  const search = (after: (f: number) => boolean) => {
+    let lo = 0;
+    let hi = free.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (after(free[mid]!)) hi = mid;
+      else lo = mid + 1;
+    }
+    return lo;
+  };
   steps.forEach((s, i) => {
     const out = buffers[s.out]!;
     if (out.role === 'temp' && out.slot === undefined) {
-      // Best fit among free slots; grow one if none is large enough, else open a new slot.
-      const fits = free.filter((f) => slotElements[f]! >= out.elements).sort((p, q) => slotElements[p]! - slotElements[q]!);
-      const slot = fits[0] ?? free.sort((p, q) => slotElements[q]! - slotElements[p]!)[0];
-      if (slot === undefined) {
+      // Best fit among free slots; grow the largest if none is large enough, else open a new slot.
+      if (free.length === 0) {
         out.slot = slotElements.length;
         slotElements.push(out.elements);
       } else {
-        free.splice(free.indexOf(slot), 1);
-        out.slot = slot;
-        slotElements[slot] = Math.max(slotElements[slot]!, out.elements);
+        const at = search((f) => slotElements[f]! >= out.elements);
+        const [slot] = free.splice(at < free.length ? at : free.length - 1, 1);
+        out.slot = slot!;
+        slotElements[slot!] = Math.max(slotElements[slot!]!, out.elements);
       }
     }
     for (const b of new Set(reads(s))) {
       const buf = buffers[b]!;
-      if (buf.role === 'temp' && buf.slot !== undefined && lastRead.get(b) === i && b !== s.out) free.push(buf.slot);
+      if (buf.role === 'temp' && buf.slot !== undefined && lastRead.get(b) === i && b !== s.out) {
+        const slot = buf.slot;
+        free.splice(search((f) => before(slot, f)), 0, slot);
+      }
     }
   });
   return slotElements;

@@ -6,8 +6,9 @@
  */
 import type { AttributeValue, GraphNode, ModelGraph, TensorValue } from './onnx-model';
 import { erf, gelu } from '../../shared/inference-math';
+import { broadcastStrides } from '../../shared/inference-plan';
 import { shapeSize, stridesOf } from '../../shared/tensor-shape';
-import { inferShapes } from '../../shared/shape-inference';
+import { inferShapes, meanAxes } from '../../shared/shape-inference';
 
 export interface Tensor {
   dims: number[];
@@ -34,15 +35,71 @@ function broadcastIndexer(out: number[], dims: number[]): (flat: number) => numb
   };
 }
 
-function elementwise(a: Tensor, b: Tensor, out: number[], f: (x: number, y: number) => number): Tensor {
-  const ia = broadcastIndexer(out, a.dims);
-  const ib = broadcastIndexer(out, b.dims);
-  const data = new Float32Array(shapeSize(out));
-  for (let i = 0; i < data.length; i++) data[i] = f(a.data[ia(i)]!, b.data[ib(i)]!);
+type BinaryOp = 'Add' | 'Sub' | 'Mul' | 'Div' | 'Pow';
+
+/**
+ * For each flat index of `out` (row-major), the flat index into a tensor of
+ * strides `strides` (0 along broadcast axes), by an odometer: no division
+ * per element, and the loops that use it stay free of calls.
+ */
+function gatherIndex(out: readonly number[], strides: readonly number[]): Uint32Array {
+  const rank = out.length;
+  const index = new Uint32Array(shapeSize(out));
+  const idx = new Array<number>(rank).fill(0);
+  let at = 0;
+  for (let i = 0; i < index.length; i++) {
+    index[i] = at;
+    for (let d = rank - 1; d >= 0; d--) {
+      at += strides[d]!;
+      if (++idx[d]! < out[d]!) break;
+      at -= strides[d]! * out[d]!;
+      idx[d] = 0;
+    }
+  }
+  return index;
+}
+
+/** Values of `t` at each flat index of `out`, broadcast; `t` itself when it already has that shape. */
+function broadcastTo(t: Tensor, out: readonly number[]): Float32Array {
+  const size = shapeSize(out);
+  if (t.data.length === size) return t.data;
+  const data = new Float32Array(size);
+  if (t.data.length === 1) return data.fill(t.data[0]!);
+  const index = gatherIndex(out, broadcastStrides(out, t.dims));
+  const src = t.data;
+  for (let i = 0; i < size; i++) data[i] = src[index[i]!]!;
+  return data;
+}
+
+function elementwise(op: BinaryOp, a: Tensor, b: Tensor, out: number[]): Tensor {
+  const x = broadcastTo(a, out);
+  const y = broadcastTo(b, out);
+  const data = new Float32Array(x.length);
+  switch (op) {
+    case 'Add':
+      for (let i = 0; i < data.length; i++) data[i] = x[i]! + y[i]!;
+      break;
+    case 'Sub':
+      for (let i = 0; i < data.length; i++) data[i] = x[i]! - y[i]!;
+      break;
+    case 'Mul':
+      for (let i = 0; i < data.length; i++) data[i] = x[i]! * y[i]!;
+      break;
+    case 'Div':
+      for (let i = 0; i < data.length; i++) data[i] = x[i]! / y[i]!;
+      break;
+    case 'Pow':
+      for (let i = 0; i < data.length; i++) data[i] = x[i]! ** y[i]!;
+      break;
+  }
   return { dims: out, data };
 }
 
-const map = (x: Tensor, f: (v: number) => number): Tensor => ({ dims: x.dims, data: x.data.map(f) });
+function map(x: Tensor, f: (v: number) => number): Tensor {
+  const data = new Float32Array(x.data.length);
+  for (let i = 0; i < data.length; i++) data[i] = f(x.data[i]!);
+  return { dims: x.dims, data };
+}
 
 /** Rows of length `inner` along the last axes from `axis`: what Softmax (opset ≥ 13 uses one axis) and LayerNormalization reduce over. */
 function lastAxisRows(dims: number[], axis: number): { rows: number; inner: number } {
@@ -83,23 +140,20 @@ function matmul(a: Tensor, b: Tensor, out: number[]): Tensor {
 function transpose(x: Tensor, perm: number[]): Tensor {
   const dims = perm.map((p) => x.dims[p]!);
   const inStrides = stridesOf(x.dims);
-  const outStrides = stridesOf(dims);
+  const index = gatherIndex(dims, perm.map((p) => inStrides[p]!));
   const data = new Float32Array(x.data.length);
-  for (let flat = 0; flat < data.length; flat++) {
-    let src = 0;
-    for (let d = 0; d < dims.length; d++) src += (Math.floor(flat / outStrides[d]!) % dims[d]!) * inStrides[perm[d]!]!;
-    data[flat] = x.data[src]!;
-  }
+  const src = x.data;
+  for (let i = 0; i < data.length; i++) data[i] = src[index[i]!]!;
   return { dims, data };
 }
 
 function reduceMean(x: Tensor, axes: number[], out: number[]): Tensor {
-  const rank = x.dims.length;
-  const at = new Set(axes.map((a) => norm(a, rank)));
+  const at = new Set(axes);
   const keptDims = x.dims.map((d, i) => (at.has(i) ? 1 : d));
   const sums = new Float64Array(shapeSize(keptDims));
-  const idx = broadcastIndexer(x.dims, keptDims);
-  for (let i = 0; i < x.data.length; i++) sums[idx(i)]! += x.data[i]!;
+  const src = x.data;
+  const index = gatherIndex(x.dims, broadcastStrides(x.dims, keptDims));
+  for (let i = 0; i < src.length; i++) sums[index[i]!]! += src[i]!;
   const count = x.data.length / sums.length;
   return { dims: out, data: Float32Array.from(sums, (s) => s / count) };
 }
@@ -128,15 +182,11 @@ function runNode(n: GraphNode, inputs: (Tensor | undefined)[], outDims: number[]
         ? map(x, (v) => 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3))))
         : map(x, gelu);
     case 'Add':
-      return elementwise(x, inputs[1]!, outDims, (p, q) => p + q);
     case 'Sub':
-      return elementwise(x, inputs[1]!, outDims, (p, q) => p - q);
     case 'Mul':
-      return elementwise(x, inputs[1]!, outDims, (p, q) => p * q);
     case 'Div':
-      return elementwise(x, inputs[1]!, outDims, (p, q) => p / q);
     case 'Pow':
-      return elementwise(x, inputs[1]!, outDims, (p, q) => p ** q);
+      return elementwise(n.opType, x, inputs[1]!, outDims);
     case 'MatMul':
       return matmul(x, inputs[1]!, outDims);
     case 'Gemm': {
@@ -148,14 +198,15 @@ function runNode(n: GraphNode, inputs: (Tensor | undefined)[], outDims: number[]
       const c = inputs[2];
       if (!c) return scaled;
       const beta = float(a.beta, 1);
-      return elementwise(scaled, c, outDims, (p, q) => p + beta * q);
+      return elementwise('Add', scaled, beta === 1 ? c : map(c, (v) => beta * v), outDims);
     }
     case 'Softmax': {
       const axis = norm(int(a.axis, -1), x.dims.length);
-      // Opset ≥ 13: along one axis. Move it last, normalize rows, move it back.
+      // Opset ≥ 13: along one axis. Move it last (unless it is), normalize rows, move it back.
+      const last = axis === x.dims.length - 1;
       const perm = x.dims.map((_, i) => i).filter((i) => i !== axis).concat(axis);
       const inv = perm.map((_, i) => perm.indexOf(i));
-      const t = transpose(x, perm);
+      const t = last ? x : transpose(x, perm);
       const inner = x.dims[axis]!;
       const data = new Float32Array(t.data.length);
       for (let r = 0; r < t.data.length / inner; r++) {
@@ -165,7 +216,7 @@ function runNode(n: GraphNode, inputs: (Tensor | undefined)[], outDims: number[]
         for (let j = 0; j < inner; j++) sum += Math.exp(t.data[r * inner + j]! - max);
         for (let j = 0; j < inner; j++) data[r * inner + j] = Math.exp(t.data[r * inner + j]! - max) / sum;
       }
-      return transpose({ dims: t.dims, data }, inv);
+      return last ? { dims: t.dims, data } : transpose({ dims: t.dims, data }, inv);
     }
     case 'LayerNormalization': {
       const axis = norm(int(a.axis, -1), x.dims.length);
@@ -186,9 +237,7 @@ function runNode(n: GraphNode, inputs: (Tensor | undefined)[], outDims: number[]
       return { dims: outDims, data };
     }
     case 'ReduceMean': {
-      const fromInput = inputs[1] ? Array.from(inputs[1].data) : undefined;
-      const axes = fromInput ?? (Array.isArray(a.axes) ? a.axes : x.dims.map((_, i) => i));
-      return reduceMean(x, axes, outDims);
+      return reduceMean(x, meanAxes(n, x.dims.length, inputs[1] ? Array.from(inputs[1].data) : undefined), outDims);
     }
     case 'Transpose':
       return transpose(x, Array.isArray(a.perm) ? a.perm : x.dims.map((_, i) => x.dims.length - 1 - i));

@@ -21,14 +21,19 @@ export const value = (name: string, dims: Dim[], elemType = onnx.TensorProto.Dat
   type: { tensorType: { elemType, shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) } } },
 });
 
-type Attr = number | number[] | onnxProto.onnx.ITensorProto;
+type Attr = number | number[] | string | onnxProto.onnx.ITensorProto;
+
+/** Integers are INT/INTS, other numbers FLOAT/FLOATS, strings STRING, tensors TENSOR. */
+export function attribute(k: string, v: Attr): onnxProto.onnx.IAttributeProto {
+  const T = onnx.AttributeProto.AttributeType;
+  if (Array.isArray(v)) return v.every(Number.isInteger) ? { name: k, type: T.INTS, ints: v } : { name: k, type: T.FLOATS, floats: v };
+  if (typeof v === 'number') return Number.isInteger(v) ? { name: k, type: T.INT, i: v } : { name: k, type: T.FLOAT, f: v };
+  if (typeof v === 'string') return { name: k, type: T.STRING, s: new TextEncoder().encode(v) };
+  return { name: k, type: T.TENSOR, t: v };
+}
 
 export function node(opType: string, inputs: string[], outputs: string[], name: string, attrs: Record<string, Attr> = {}, domain = ''): onnxProto.onnx.INodeProto {
-  const T = onnx.AttributeProto.AttributeType;
-  const attribute = Object.entries(attrs).map(([k, v]): onnxProto.onnx.IAttributeProto =>
-    Array.isArray(v) ? { name: k, type: T.INTS, ints: v } : typeof v === 'number' ? (Number.isInteger(v) ? { name: k, type: T.INT, i: v } : { name: k, type: T.FLOAT, f: v }) : { name: k, type: T.TENSOR, t: v },
-  );
-  return { opType, input: inputs, output: outputs, name, attribute, domain };
+  return { opType, input: inputs, output: outputs, name, attribute: Object.entries(attrs).map(([k, v]) => attribute(k, v)), domain };
 }
 
 export function model(graph: { nodes: onnxProto.onnx.INodeProto[]; inputs: onnxProto.onnx.IValueInfoProto[]; outputs: onnxProto.onnx.IValueInfoProto[]; initializers: onnxProto.onnx.ITensorProto[] }, opset = 17): Uint8Array {
@@ -187,4 +192,40 @@ export function encoderStackModel(o: { layers: number; d: number; heads: number;
     x = p('out');
   }
   return model({ inputs: [value('x', ['batch', o.seq, d])], outputs: [value('y', ['batch', o.seq, d])], initializers, nodes });
+}
+
+/**
+ * A tensor exactly as given, checked by nothing: any data type, any dimensions (negative, huge),
+ * data inline, absent, or said to be in an external file. For the hostile models of the attack tests.
+ */
+export function rawTensor(
+  name: string,
+  dims: number[],
+  o: { dataType?: number; raw?: Uint8Array; external?: string } = {},
+): onnxProto.onnx.ITensorProto {
+  return {
+    name,
+    dims,
+    dataType: o.dataType ?? onnx.TensorProto.DataType.FLOAT,
+    ...(o.raw ? { rawData: o.raw } : {}),
+    ...(o.external
+      ? { dataLocation: onnx.TensorProto.DataLocation.EXTERNAL, externalData: [{ key: 'location', value: o.external }, { key: 'length', value: '0' }] }
+      : {}),
+  };
+}
+
+/** `count` MatMuls in a row on one small weight: x [batch, 4] → … → y [batch, 4]. A big graph with a tiny file. */
+export function matmulChainModel(count: number): Uint8Array {
+  const nodes = Array.from({ length: count }, (_, i) => node('MatMul', [i === 0 ? 'x' : `h${i - 1}`, 'w'], [i === count - 1 ? 'y' : `h${i}`], `mm${i}`));
+  return model({ inputs: [value('x', ['batch', 4])], outputs: [value('y', ['batch', 4])], initializers: [floatTensor('w', [4, 4])], nodes });
+}
+
+/** x [batch, n, 1] · c [1, n] (broadcast) → y [batch, n, n]: n² output values per sample from n inputs and n weights. */
+export function outerProductModel(n: number): Uint8Array {
+  return model({
+    inputs: [value('x', ['batch', n, 1])],
+    outputs: [value('y', ['batch', n, n])],
+    initializers: [floatTensor('c', [1, n])],
+    nodes: [node('Mul', ['x', 'c'], ['y'], 'outer')],
+  });
 }
