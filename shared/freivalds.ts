@@ -29,6 +29,8 @@
  * indistinguishable from honest rounding.
  */
 
+import { FLOAT32_MAX } from './result-compare';
+
 export interface FreivaldsOptions {
   /** Independent random vectors; each one multiplies the detection power. */
   rounds?: number;
@@ -58,7 +60,7 @@ export function float32DotTolerance(k: number, cols: number): number {
   return Math.min(worstCase, probabilistic) + (k + cols + 2) * 2 ** -53;
 }
 
-function cryptoRandom(): () => number {
+export function cryptoRandom(): () => number {
   const buf = new Uint32Array(256);
   let i = buf.length;
   return () => {
@@ -142,4 +144,72 @@ export function freivaldsCheck(
     }
   }
   return { ok: true, worstRatio: worst };
+}
+
+/** C[i][j] of the exact product, and Σₚ|a_ip·b_pj|, in float64 (which float32 operands cannot overflow). */
+export function dotProductAt(a: Float32Array, b: Float32Array, i: number, j: number, k: number, cols: number): { value: number; magnitude: number } {
+  let value = 0;
+  let magnitude = 0;
+  const aOff = i * k;
+  for (let p = 0; p < k; p++) {
+    const t = a[aOff + p]! * b[p * cols + j]!;
+    value += t;
+    magnitude += Math.abs(t);
+  }
+  return { value, magnitude };
+}
+
+/**
+ * What the non-finite elements of a tile say about its sender. A float32
+ * device sums the terms a_ip·b_pj in an order we do not know; when their
+ * magnitudes add up past FLOAT32_MAX some order overflows, so NaN or
+ * ±Infinity there is what an honest device may return, and the product
+ * cannot be represented in float32 at all ('overflow'). Where the terms stay
+ * below it, every order stays finite and a non-finite element is wrong
+ * ('wrong'). Up to `samples` non-finite elements are probed, drawn at random
+ * after the result arrived: a tile whose non-finite elements are all probed
+ * as overflowing is reported as overflow; a single finite one convicts it.
+ */
+export type NonFiniteProbe =
+  | { kind: 'finite' }
+  | { kind: 'overflow'; row: number; col: number; magnitude: number; count: number; tileBound: number }
+  | { kind: 'wrong'; row: number; col: number; got: number; value: number; count: number };
+
+export function probeNonFinite(
+  a: Float32Array,
+  b: Float32Array,
+  c: Float32Array,
+  rows: number,
+  k: number,
+  cols: number,
+  opts: { samples?: number; random?: () => number } = {},
+): NonFiniteProbe {
+  const samples = opts.samples ?? 16;
+  const chosen: number[] = [];
+  let count = 0;
+  let random: (() => number) | undefined;
+  for (let i = 0; i < c.length; i++) {
+    if (Number.isFinite(c[i]!)) continue;
+    count++;
+    if (chosen.length < samples) chosen.push(i);
+    else {
+      random ??= opts.random ?? cryptoRandom(); // reservoir sampling: each non-finite element equally likely
+      const slot = Math.floor(random() * count);
+      if (slot < samples) chosen[slot] = i;
+    }
+  }
+  if (count === 0) return { kind: 'finite' };
+  let first: { row: number; col: number; magnitude: number } | undefined;
+  for (const idx of chosen) {
+    const row = Math.floor(idx / cols);
+    const col = idx % cols;
+    const { value, magnitude } = dotProductAt(a, b, row, col, k, cols);
+    if (!(magnitude > FLOAT32_MAX)) return { kind: 'wrong', row, col, got: c[idx]!, value, count };
+    first ??= { row, col, magnitude };
+  }
+  let maxA = 0;
+  let maxB = 0;
+  for (let i = 0; i < a.length; i++) maxA = Math.max(maxA, Math.abs(a[i]!));
+  for (let i = 0; i < b.length; i++) maxB = Math.max(maxB, Math.abs(b[i]!));
+  return { kind: 'overflow', ...first!, count, tileBound: maxA * maxB * k };
 }

@@ -28,3 +28,39 @@ export function resultsAgree(x: Float32Array, y: Float32Array, k: number): boole
   }
   return true;
 }
+
+/** The largest finite float32, (2 − 2⁻²³)·2¹²⁷ ≈ 3.4028·10³⁸. */
+export const FLOAT32_MAX = 3.4028234663852886e38;
+
+/**
+ * First element of a sample's output that disagrees with the reference's,
+ * or undefined when they agree. Finite elements agree within
+ * |got − want| ≤ abs·max(1, largest finite |want|) + rel·|want|; a non-finite
+ * element agrees only with a non-finite one at the same place: when the
+ * reference itself overflows there (or yields NaN), so does any honest
+ * float32 device, whichever of ±Infinity or NaN its order of operations gives.
+ */
+export function outputMismatch(got: Float32Array, want: Float32Array, tol: { abs: number; rel: number }): { index: number; got: number; want: number } | undefined {
+  if (got.length !== want.length) return { index: Math.min(got.length, want.length), got: NaN, want: NaN };
+  let scale = 1;
+  for (let i = 0; i < want.length; i++) {
+    const w = want[i]!;
+    if (Number.isFinite(w)) scale = Math.max(scale, Math.abs(w));
+  }
+  for (let i = 0; i < want.length; i++) {
+    const g = got[i]!;
+    const w = want[i]!;
+    if (!Number.isFinite(w) || !Number.isFinite(g)) {
+      if (Number.isFinite(w) === Number.isFinite(g)) continue;
+      return { index: i, got: g, want: w };
+    }
+    if (!(Math.abs(g - w) <= tol.abs * scale + tol.rel * Math.abs(w))) return { index: i, got: g, want: w };
+  }
+  return undefined;
+}
+
+/** Index of the first NaN or ±Infinity in `x`, or −1. */
+export function firstNonFinite(x: Float32Array): number {
+  for (let i = 0; i < x.length; i++) if (!Number.isFinite(x[i]!)) return i;
+  return -1;
+}

@@ -29,7 +29,13 @@ export class Metrics {
     name: 'tessera_verification_duration_seconds',
     help: 'Time to verify one result',
     labelNames: ['method'],
-    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+  readonly verificationUnavailable = new Counter({
+    name: 'tessera_verification_unavailable_total',
+    help: 'Results whose check could not finish (timeout: ran past its limit; overloaded: the verification queue was full; failed; closed), whose shards were requeued without a strike',
+    labelNames: ['reason'],
     registers: [this.registry],
   });
   readonly bytesSent = new Counter({ name: 'tessera_contributor_bytes_sent_total', help: 'Panel bytes served to contributors', registers: [this.registry] });
@@ -43,7 +49,10 @@ export class Metrics {
   });
 
   constructor(store: Store) {
-    collectDefaultMetrics({ register: this.registry, prefix: 'tessera_' }); // process CPU/memory, event-loop lag, GC
+    // Process CPU/memory, GC, and event-loop lag: tessera_nodejs_eventloop_lag_{min,max,mean,p50,p90,p99}_seconds
+    // are read from a perf_hooks histogram sampled every 10 ms, which each scrape resets, so they describe
+    // the time since the previous scrape.
+    collectDefaultMetrics({ register: this.registry, prefix: 'tessera_', eventLoopMonitoringPrecision: 10 });
     const connected = this.connected;
     new Gauge({
       name: 'tessera_contributors_connected',

@@ -8,6 +8,7 @@ import type { LiveLease, ResultVerifier, Verdict } from '../verify/verdict';
 import type { Submitter } from './dispatcher';
 import { shardFlops } from './lease-policy';
 import type { Metrics } from '../metrics/metrics';
+import { TaskUnavailable } from '../workers/pool';
 
 export interface ResultIntakeDeps {
   store: Store;
@@ -20,7 +21,14 @@ export interface ResultIntakeDeps {
   metrics: Metrics;
   onRequeued(shards: number): void;
   onVerified(sessionId: string, flops: number, elapsedMs: number): void;
+  /** Seconds a verification task may run (for the reason a job fails with). */
+  verifyTaskSeconds: number;
 }
+
+/** Verifications of one job that may run past their time limit (or crash) before the job fails. */
+export const MAX_UNVERIFIABLE = 3;
+/** Lease tokens remembered as unverifiable, so a resent result is not checked again. */
+const UNVERIFIABLE_TOKENS_KEPT = 10_000;
 
 const err = (code: ProtocolError['code'], message: string): { ok: false; error: ProtocolError } => ({ ok: false, error: { code, message } });
 
@@ -38,6 +46,11 @@ function asFloat32(bytes: Uint8Array | ArrayBuffer): Float32Array | undefined {
  * credited. Every cheat it sees is recorded against the sender.
  */
 export class ResultIntake {
+  /** Per job: verifications that ran out of time or failed, towards MAX_UNVERIFIABLE. */
+  private readonly unverifiable = new Map<string, number>();
+  /** Leases whose result could not be verified: their shard went back to the queue. */
+  private readonly unverifiableTokens = new Set<string>();
+
   constructor(private readonly deps: ResultIntakeDeps) {}
 
   async submit(session: Submitter, msg: { shardId: string; leaseToken: string; c: Uint8Array | ArrayBuffer }): Promise<ResultReply> {
@@ -53,6 +66,7 @@ export class ResultIntake {
       return err('LEASE_UNKNOWN', `lease ${msg.leaseToken} already ended (${lease.state}); a result is accepted once per lease`);
     }
     if (lease.shardState === 'verified') return err('LEASE_EXPIRED', `shard ${msg.shardId} was already completed by another contributor`);
+    if (this.unverifiableTokens.has(lease.token)) return err('LEASE_EXPIRED', `lease ${msg.leaseToken} was withdrawn: its result could not be verified and the shard was queued again`);
     if (lease.state === 'superseded' || lease.state === 'cancelled') return err('LEASE_EXPIRED', `lease ${msg.leaseToken} was withdrawn (${lease.state})`);
     if (!lease.a || !lease.b) return err('JOB_CANCELLED', `job ${lease.job.id} has ended`);
     const live: LiveLease = { ...lease, a: lease.a, b: lease.b };
@@ -65,9 +79,40 @@ export class ResultIntake {
     this.deps.metrics.shardsReturned.inc({ job_type: lease.job.type });
     const method = lease.job.hidden ? 'canary' : lease.job.verification;
     const endTimer = this.deps.metrics.verification.startTimer({ method });
-    const verdict = await this.verifierFor(lease).verify(live, tile, await trust.current(session.contributorId));
-    endTimer();
+    let verdict: Verdict;
+    try {
+      verdict = await this.verifierFor(lease).verify(live, tile, await trust.current(session.contributorId));
+    } catch (e) {
+      if (e instanceof TaskUnavailable) return this.unavailable(session, live, e);
+      throw e;
+    } finally {
+      endTimer();
+    }
     return this.apply(session, live, tile, verdict);
+  }
+
+  /**
+   * The check could not finish: not the sender's doing, so no strike. The
+   * shard goes back to the queue; a job whose checks keep running out of
+   * time (a model too heavy to recompute, say) fails with the reason.
+   */
+  private async unavailable(session: Submitter, lease: LiveLease, e: TaskUnavailable): Promise<ResultReply> {
+    const { store, log, metrics } = this.deps;
+    metrics.verificationUnavailable.inc({ reason: e.reason });
+    log.warn({ jobId: lease.job.id, shardId: lease.shardId, contributorId: session.contributorId, reason: e.reason, err: e.message }, 'result could not be verified; shard requeued');
+    this.unverifiableTokens.add(lease.token);
+    if (this.unverifiableTokens.size > UNVERIFIABLE_TOKENS_KEPT) this.unverifiableTokens.delete(this.unverifiableTokens.values().next().value!);
+    if (await store.releaseLease(lease.token, lease.sessionId, Date.now())) this.deps.onRequeued(1);
+    const counts = e.reason === 'timeout' || e.reason === 'failed';
+    const n = counts ? (this.unverifiable.get(lease.job.id) ?? 0) + 1 : 0;
+    if (counts) this.unverifiable.set(lease.job.id, n);
+    if (this.unverifiable.size > 1_000) this.unverifiable.delete(this.unverifiable.keys().next().value!);
+    if (n >= MAX_UNVERIFIABLE && !lease.job.hidden) {
+      this.unverifiable.delete(lease.job.id);
+      await this.deps.finisher.fail(lease.job.id, unverifiableReason(e, n, this.deps.verifyTaskSeconds));
+      return err('JOB_CANCELLED', `job ${lease.job.id} failed: its results cannot be verified; drop this shard`);
+    }
+    return err('LEASE_EXPIRED', `the coordinator could not verify this result (${e.reason}); the shard was queued again at no cost to you: drop it`);
   }
 
   private verifierFor(lease: LeaseLookup): ResultVerifier {
@@ -93,6 +138,13 @@ export class ResultIntake {
     if (verdict.kind === 'reject') {
       await this.reject(session, lease, lease.job.hidden ? 'canary-failed' : 'rejected', verdict.message);
       return err(verdict.code, verdict.message);
+    }
+    if (verdict.kind === 'unrepresentable') {
+      // An honest result of a job that cannot be done: the job fails, the sender keeps its standing.
+      this.deps.log.warn({ jobId: lease.job.id, shardId: lease.shardId, contributorId: session.contributorId, reason: verdict.message }, 'job cannot be represented in float32');
+      if (lease.job.hidden) await this.deps.finisher.retireCanary(lease.job.id);
+      else await this.deps.finisher.fail(lease.job.id, verdict.message);
+      return err('JOB_CANCELLED', `job ${lease.job.id} failed: its exact result overflows float32; drop this shard`);
     }
     if (verdict.kind === 'pending') {
       this.deps.onRequeued(1);
@@ -123,4 +175,14 @@ export class ResultIntake {
     }
     return { ok: true, status: 'verified' };
   }
+}
+
+function unverifiableReason(e: TaskUnavailable, times: number, seconds: number): string {
+  if (e.reason === 'timeout') {
+    return (
+      `verifying this job's results ran past the coordinator's limit of ${seconds} s per check ${times} times, so they cannot be checked here; ` +
+      'for an inference job, submit a lighter model (fewer FLOPs per sample) or use verification=replication'
+    );
+  }
+  return `verifying this job's results failed ${times} times (last: ${e.message})`;
 }

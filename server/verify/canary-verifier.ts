@@ -1,4 +1,5 @@
 import type { Store } from '../store/store';
+import type { WorkerPool } from '../workers/pool';
 import type { PanelCache } from './panel-cache';
 import type { LiveLease, ResultVerifier, Verdict } from './verdict';
 
@@ -12,6 +13,7 @@ export class CanaryVerifier implements ResultVerifier {
   constructor(
     private readonly store: Store,
     private readonly panels: PanelCache,
+    private readonly pool: WorkerPool,
   ) {}
 
   async verify(lease: LiveLease, tile: Float32Array): Promise<Verdict> {
@@ -20,11 +22,8 @@ export class CanaryVerifier implements ResultVerifier {
     const tolerance = refs.find((p) => p.side === 'tolerance');
     if (!answer || !tolerance) return { kind: 'reject', code: 'VERIFICATION_FAILED', message: 'the known answer was lost' };
     const [want, tol] = await Promise.all([this.panels.get(answer.sha256, answer.bytes), this.panels.get(tolerance.sha256, tolerance.bytes)]);
-    for (let i = 0; i < want.length; i++) {
-      if (!(Math.abs(tile[i]! - want[i]!) <= tol[i]!)) {
-        return { kind: 'reject', code: 'VERIFICATION_FAILED', message: `tile differs from A·B at element ${i}` };
-      }
-    }
+    const at = await this.pool.run('canary', { c: tile, want, tolerance: tol }, 3 * want.length);
+    if (at >= 0) return { kind: 'reject', code: 'VERIFICATION_FAILED', message: `tile differs from A·B at element ${at}` };
     return { kind: 'accept' };
   }
 }

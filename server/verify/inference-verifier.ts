@@ -1,24 +1,17 @@
-import { inferenceMismatch, perSample, splitShardInputs, type InferenceSpec } from '../../shared/inference-job';
-import type { ModelGraph } from '../../shared/model-graph';
-import { decodeModelPackage } from '../../shared/model-package';
-import { runReference, type Tensor } from '../inference/reference-executor';
-import type { BlobStore } from '../storage/blob-store';
+import type { InferenceSpec } from '../../shared/inference-job';
+import { firstNonFinite } from '../../shared/result-compare';
 import type { Store } from '../store/store';
+import type { WorkerPool } from '../workers/pool';
+import { NON_FINITE_ROWS_CHECKED, type InferenceShardCheck } from '../workers/verify-tasks';
 import type { PanelCache } from './panel-cache';
+import type { ReplicaRules } from './replication-verifier';
 import type { LiveLease, ResultVerifier, Verdict } from './verdict';
 
-/** Decoded models kept for verification: a job's shards all use one. */
-const MODELS_KEPT = 4;
-
-/** An inference job's spec and model, loaded once per job and model. */
+/** An inference job's spec, loaded once per job. */
 export class InferenceJobs {
   private readonly specs = new Map<string, Promise<InferenceSpec>>();
-  private readonly models = new Map<string, Promise<ModelGraph>>();
 
-  constructor(
-    private readonly store: Store,
-    private readonly blobs: BlobStore,
-  ) {}
+  constructor(private readonly store: Store) {}
 
   spec(jobId: string): Promise<InferenceSpec> {
     let p = this.specs.get(jobId);
@@ -33,62 +26,54 @@ export class InferenceJobs {
     }
     return p;
   }
-
-  model(sha256: string): Promise<ModelGraph> {
-    let p = this.models.get(sha256);
-    if (p) {
-      this.models.delete(sha256);
-    } else {
-      p = this.blobs.readFloat32(sha256).then((f) => decodeModelPackage(new Uint8Array(f.buffer, f.byteOffset, f.byteLength)));
-      p.catch(() => this.models.delete(sha256));
-    }
-    this.models.set(sha256, p);
-    if (this.models.size > MODELS_KEPT) this.models.delete(this.models.keys().next().value!);
-    return p;
-  }
 }
 
 /**
- * Verifies an inference shard by recomputing some of its samples on the
- * coordinator's CPU with the reference executor (itself checked against
- * onnxruntime) and comparing within the job's tolerance. Which samples are
- * checked is drawn after the result arrives, so a contributor cannot know
- * which ones to compute honestly: one that fakes a share f of its samples
- * is caught with probability about 1 − (1 − f)^checks per shard, and every
- * catch costs it a strike (quarantine, then ban, as for matmul).
+ * Recomputes rows `check` of a shard (and up to NON_FINITE_ROWS_CHECKED rows
+ * holding NaN or ±Infinity) on the pool. The model package and the shard's
+ * inputs come from the panel cache, in shared memory; each thread decodes a
+ * model once.
+ */
+async function recompute(panels: PanelCache, pool: WorkerPool, spec: InferenceSpec, lease: LiveLease, tile: Float32Array, check: number[]): Promise<InferenceShardCheck> {
+  const [input, pkg] = await Promise.all([panels.get(lease.a.sha256, lease.a.bytes), panels.get(lease.b.sha256, lease.b.bytes)]);
+  const bytes = new Uint8Array(pkg.buffer, pkg.byteOffset, pkg.byteLength);
+  // Always on a thread: the spec's FLOPs per sample leave out work a model does once per run (a subgraph on
+  // constants, transposes of large weights), so no estimate from it can safely put a check on the event loop.
+  return pool.run(
+    'inferenceShard',
+    { model: { sha256: lease.b.sha256, bytes }, inputs: spec.inputs, outputs: spec.outputs, tolerance: spec.tolerance, input, tile, rows: lease.rows, width: lease.cols, check },
+    Number.POSITIVE_INFINITY,
+  );
+}
+
+function mismatchVerdict(c: Extract<InferenceShardCheck, { kind: 'mismatch' }>, lease: LiveLease): Verdict {
+  return reject(`sample ${lease.row0 + c.row}, output "${c.output}" element ${c.index}: got ${c.got}, the coordinator computed ${c.want}`);
+}
+
+/**
+ * Verifies an inference shard by recomputing some of its samples with the
+ * reference executor (itself checked against onnxruntime) on the worker pool,
+ * and comparing within the job's tolerance. Which samples are checked is
+ * drawn after the result arrives, so a contributor cannot know which ones to
+ * compute honestly: one that fakes a share f of its samples is caught with
+ * probability about 1 − (1 − f)^checks per shard, and every catch costs it a
+ * strike (quarantine, then ban, as for matmul). Samples whose outputs hold
+ * NaN or ±Infinity are recomputed too, and pass only where the reference
+ * yields them as well: a model that overflows is not the contributor's fault.
  */
 export class InferenceVerifier implements ResultVerifier {
   constructor(
     private readonly jobs: InferenceJobs,
     private readonly panels: PanelCache,
+    private readonly pool: WorkerPool,
     private readonly random: () => number = Math.random,
   ) {}
 
   async verify(lease: LiveLease, tile: Float32Array): Promise<Verdict> {
     const spec = await this.jobs.spec(lease.job.id);
-    const width = lease.cols;
-    const bad = tile.findIndex((v) => !Number.isFinite(v));
-    if (bad >= 0) return reject(`sample ${lease.row0 + Math.floor(bad / width)} has ${tile[bad]} in its output`);
-    const graph = await this.jobs.model(lease.b.sha256);
-    const sizes = spec.inputs.map(perSample);
-    const inputs = splitShardInputs(await this.panels.get(lease.a.sha256, lease.a.bytes), sizes, lease.rows);
-    const rows = pick(lease.rows, Math.min(spec.checksPerShard, lease.rows), this.random);
-    for (const r of rows) {
-      const feeds: Record<string, Tensor> = {};
-      spec.inputs.forEach((inp, i) => {
-        feeds[inp.name] = { dims: [1, ...inp.dims.slice(1)], data: inputs[i]!.slice(r * sizes[i]!, (r + 1) * sizes[i]!) };
-      });
-      const want = runReference(graph, feeds);
-      let col = 0;
-      for (const out of spec.outputs) {
-        const size = perSample(out);
-        const got = tile.subarray(r * width + col, r * width + col + size);
-        const miss = inferenceMismatch(got, want[out.name]!.data, spec.tolerance);
-        if (miss) return reject(`sample ${lease.row0 + r}, output "${out.name}" element ${miss.index}: got ${miss.got}, the coordinator computed ${miss.want}`);
-        col += size;
-      }
-    }
-    return { kind: 'accept' };
+    const check = pick(lease.rows, Math.min(spec.checksPerShard, lease.rows), this.random);
+    const result = await recompute(this.panels, this.pool, spec, lease, tile, check);
+    return result.kind === 'ok' ? { kind: 'accept' } : mismatchVerdict(result, lease);
   }
 }
 
@@ -101,21 +86,22 @@ function pick(n: number, count: number, random: () => number): number[] {
   return [...chosen];
 }
 
-/** For replicated inference jobs: two contributors' shard results agree when every sample's outputs are within the job's tolerance. */
-export function inferenceReplicasAgree(jobs: InferenceJobs): (lease: LiveLease, x: Float32Array, y: Float32Array) => Promise<boolean> {
-  return async (lease, x, y) => {
-    if (x.length !== y.length) return false;
-    const spec = await jobs.spec(lease.job.id);
-    const width = lease.cols;
-    for (let r = 0; r < lease.rows; r++) {
-      let col = 0;
-      for (const out of spec.outputs) {
-        const size = perSample(out);
-        const at = r * width + col;
-        if (inferenceMismatch(x.subarray(at, at + size), y.subarray(at, at + size), spec.tolerance)) return false;
-        col += size;
-      }
-    }
-    return true;
+/**
+ * Replicated inference: a result holding NaN or ±Infinity has those samples
+ * recomputed first (they pass only where the reference yields them too); two
+ * contributors' results agree when every sample's outputs are within the
+ * job's tolerance, non-finite only where both are.
+ */
+export function inferenceReplicaRules(jobs: InferenceJobs, panels: PanelCache, pool: WorkerPool): ReplicaRules {
+  return {
+    async screen(lease, tile) {
+      if (firstNonFinite(tile) < 0) return undefined;
+      const result = await recompute(panels, pool, await jobs.spec(lease.job.id), lease, tile, []);
+      return result.kind === 'ok' ? undefined : mismatchVerdict(result, lease);
+    },
+    async agree(lease, x, y) {
+      const spec = await jobs.spec(lease.job.id);
+      return pool.run('inferenceReplicas', { outputs: spec.outputs, tolerance: spec.tolerance, x, y, rows: lease.rows, width: lease.cols }, 4 * x.length);
+    },
   };
 }

@@ -1,9 +1,37 @@
+import { open } from 'node:fs/promises';
 import type { BlobStore } from '../storage/blob-store';
+
+/** A copy of `x` in shared memory, which worker threads read without copying it again. */
+export function toShared(x: Float32Array): Float32Array {
+  if (x.buffer instanceof SharedArrayBuffer) return x;
+  const shared = new Float32Array(new SharedArrayBuffer(x.byteLength));
+  shared.set(x);
+  return shared;
+}
+
+/** Reads a file straight into shared memory (zero-padded to whole float32 values): no copy on the event loop. */
+async function readShared(path: string): Promise<Float32Array> {
+  const file = await open(path, 'r');
+  try {
+    const { size } = await file.stat();
+    const shared = new SharedArrayBuffer(Math.ceil(size / 4) * 4);
+    const bytes = new Uint8Array(shared, 0, size);
+    for (let at = 0; at < size; ) {
+      const { bytesRead } = await file.read(bytes, at, size - at, at);
+      if (bytesRead === 0) throw new Error(`${path} ended after ${at} of ${size} bytes`);
+      at += bytesRead;
+    }
+    return new Float32Array(shared);
+  } finally {
+    await file.close();
+  }
+}
 
 /**
  * Keeps recently used panels in memory, bounded in bytes: the tiles of one
  * row share an A panel and the tiles of one column a B panel, so verification
- * reads each from disk about once instead of once per tile.
+ * reads each from disk about once instead of once per tile. Panels are kept
+ * in SharedArrayBuffers: the verification threads read them in place.
  */
 export class PanelCache {
   private readonly entries = new Map<string, Promise<Float32Array>>();
@@ -22,13 +50,18 @@ export class PanelCache {
       this.entries.set(sha256, hit);
       return hit;
     }
-    const load = this.blobs.readFloat32(sha256);
+    const load = this.load(sha256);
     load.catch(() => this.drop(sha256));
     this.entries.set(sha256, load);
     this.sizes.set(sha256, bytes);
     this.bytes += bytes;
     this.evict();
     return load;
+  }
+
+  private async load(sha256: string): Promise<Float32Array> {
+    const path = await this.blobs.localFile(sha256);
+    return path ? readShared(path) : toShared(await this.blobs.readFloat32(sha256));
   }
 
   drop(sha256: string): void {

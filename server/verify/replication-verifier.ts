@@ -1,11 +1,39 @@
-import { resultsAgree } from '../../shared/result-compare';
+import { firstNonFinite } from '../../shared/result-compare';
 import type { BlobStore } from '../storage/blob-store';
 import type { Store } from '../store/store';
 import { replicationRate, type TrustRecord } from '../trust/reputation';
+import type { WorkerPool } from '../workers/pool';
+import { checkMatmulResult } from './matmul-verifier';
+import type { PanelCache } from './panel-cache';
 import type { LiveLease, ResultVerifier, Verdict } from './verdict';
 
 /** Beyond this many parked results without two agreeing, the shard is treated as failing. */
 const MAX_PARKED = 4;
+
+/** What replication needs to know about a kind of work. */
+export interface ReplicaRules {
+  /**
+   * What one result can be judged on alone, before it is compared: its NaN and
+   * ±Infinity against the reference (a wrong one rejects it; one the
+   * reference shares is no fault, or fails a job that cannot be represented).
+   * Undefined: go on to compare.
+   */
+  screen(lease: LiveLease, tile: Float32Array): Promise<Verdict | undefined>;
+  /** When two results count as the same answer. */
+  agree(lease: LiveLease, x: Float32Array, y: Float32Array): Promise<boolean>;
+}
+
+/** Matrix products: non-finite elements are checked against A·B, and replicas agree within float32 rounding of a length-k dot product. */
+export function matmulReplicaRules(panels: PanelCache, pool: WorkerPool): ReplicaRules {
+  return {
+    async screen(lease, tile) {
+      if (firstNonFinite(tile) < 0) return undefined; // a scan costs less than handing the tile to a thread
+      const v = await checkMatmulResult(panels, pool, lease, tile, 0);
+      return v.kind === 'accept' ? undefined : v;
+    },
+    agree: (lease, x, y) => pool.run('matmulReplicas', { x, y, k: lease.job.k }, 8 * x.length),
+  };
+}
 
 /**
  * Work without an algebraic check is confirmed by a second contributor:
@@ -19,20 +47,20 @@ export class ReplicationVerifier implements ResultVerifier {
   constructor(
     private readonly store: Store,
     private readonly blobs: BlobStore,
+    private readonly rules: ReplicaRules,
     private readonly random: () => number = Math.random,
-    /** When two results count as the same answer; by default within float32 rounding of a length-k dot product. */
-    private readonly agree: (lease: LiveLease, x: Float32Array, y: Float32Array) => Promise<boolean> | boolean = (lease, x, y) => resultsAgree(x, y, lease.job.k),
   ) {}
 
   async verify(lease: LiveLease, tile: Float32Array, submitter: TrustRecord): Promise<Verdict> {
-    if (tile.some((v) => !Number.isFinite(v))) return { kind: 'reject', code: 'VERIFICATION_FAILED', message: 'result contains NaN or Infinity' };
+    const screened = await this.rules.screen(lease, tile);
+    if (screened) return screened;
     const parked = (await this.store.pendingResults(lease.shardId)).filter((p) => p.contributorId !== lease.contributorId);
     if (parked.length === 0 && this.random() >= replicationRate(submitter)) return { kind: 'accept' };
     const agreed: string[] = [];
     const outvoted: string[] = [];
     for (const p of parked) {
       const other = await this.blobs.readFloat32(p.sha256);
-      ((await this.agree(lease, tile, other)) ? agreed : outvoted).push(p.contributorId);
+      ((await this.rules.agree(lease, tile, other)) ? agreed : outvoted).push(p.contributorId);
     }
     if (agreed.length > 0) {
       await this.store.dropPendingResults({ shardId: lease.shardId }).then((shas) => Promise.all(shas.map((s) => this.blobs.delete(s))));

@@ -9,9 +9,18 @@ export type Verdict =
   | { kind: 'accept'; agreed?: string[]; outvoted?: string[] }
   | { kind: 'reject'; code: 'VERIFICATION_FAILED'; message: string }
   /** Parked until a replica from another contributor agrees. */
-  | { kind: 'pending' };
+  | { kind: 'pending' }
+  /**
+   * The result is what an honest device returns, and the job cannot be done:
+   * its exact answer overflows float32. The job fails with `message`; the
+   * sender is not at fault.
+   */
+  | { kind: 'unrepresentable'; message: string };
 
-/** One verification method: every job type picks one; the dispatcher treats them alike. */
+/**
+ * One verification method: every job type picks one; the dispatcher treats them alike.
+ * A verifier whose check cannot finish (time limit, overloaded pool) throws TaskUnavailable.
+ */
 export interface ResultVerifier {
   verify(lease: LiveLease, tile: Float32Array, submitter: TrustRecord): Promise<Verdict>;
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { float32DotTolerance, freivaldsCheck } from '../../shared/freivalds';
+import { float32DotTolerance, freivaldsCheck, probeNonFinite } from '../../shared/freivalds';
+import { FLOAT32_MAX, outputMismatch } from '../../shared/result-compare';
 import { matmulReference } from '../../shared/matmul-reference';
 import { randomMatrix } from '../support/matrices';
 
@@ -63,5 +64,51 @@ describe("Freivalds' check", () => {
     expect(float32DotTolerance(1, 1)).toBeCloseTo(2 ** -24, 10);
     expect(float32DotTolerance(16, 16)).toBeCloseTo(16 * 2 ** -24, 10); // short sums: the rigorous bound
     expect(float32DotTolerance(4096, 512)).toBeCloseTo(8 * 64 * 2 ** -24, 10); // long sums: λ·√k·u
+  });
+});
+
+describe('non-finite results against the exact product', () => {
+  it('finds an overflow where the terms of a dot product add up past float32, even when they cancel', () => {
+    // Row 0: 3e38 + 3e38 overflows. Row 1: 3e38·1 + 3e38·(−1) is 0 exactly, but a float32 sum in another order may overflow first.
+    const a = Float32Array.from([3e38, 3e38, 3e38, 3e38]);
+    const b = Float32Array.from([1, 1]);
+    const bCancel = Float32Array.from([1, -1]);
+    expect(probeNonFinite(a, b, Float32Array.from([Infinity, Infinity]), 2, 2, 1)).toMatchObject({ kind: 'overflow', row: 0, col: 0, count: 2 });
+    const cancel = probeNonFinite(a, bCancel, Float32Array.from([NaN, NaN]), 2, 2, 1);
+    expect(cancel).toMatchObject({ kind: 'overflow', count: 2 });
+    expect(cancel.kind === 'overflow' && cancel.magnitude).toBeGreaterThan(FLOAT32_MAX);
+  });
+
+  it('convicts a NaN where every summation order stays finite, even beside genuine overflows', () => {
+    const a = Float32Array.from([3e38, 3e38, 1, 2]); // row 0 overflows, row 1 is 3
+    const b = Float32Array.from([1, 1]);
+    expect(probeNonFinite(a, b, Float32Array.from([Infinity, NaN]), 2, 2, 1)).toMatchObject({ kind: 'wrong', row: 1, col: 0, value: 3 });
+    expect(probeNonFinite(a, b, Float32Array.from([Infinity, 3]), 2, 2, 1)).toMatchObject({ kind: 'overflow', row: 0, count: 1 });
+    expect(probeNonFinite(a, b, Float32Array.from([1, 3]), 2, 2, 1)).toEqual({ kind: 'finite' });
+  });
+
+  it('probes a bounded, random sample of many non-finite elements', () => {
+    const n = 64;
+    const a = new Float32Array(n * 2).fill(3e38);
+    const b = Float32Array.from([1, 1]);
+    const c = new Float32Array(n).fill(Infinity);
+    c[n - 1] = NaN;
+    a[2 * (n - 1)] = 1; // the last row is small: its dot product is 2
+    a[2 * (n - 1) + 1] = 1;
+    let caught = 0;
+    for (let trial = 0; trial < 200; trial++) if (probeNonFinite(a, b, c, n, 2, 1, { samples: 16 }).kind === 'wrong') caught++;
+    // The one wrong element among 64 is drawn with probability 16/64 each time.
+    expect(caught).toBeGreaterThan(20);
+    expect(caught).toBeLessThan(90);
+  });
+});
+
+describe('comparing outputs that hold NaN or Infinity', () => {
+  const tol = { abs: 1e-4, rel: 1e-3 };
+  it('agrees where both are non-finite, whichever kind, and nowhere else', () => {
+    expect(outputMismatch(Float32Array.from([NaN, 1, -Infinity]), Float32Array.from([Infinity, 1, NaN]), tol)).toBeUndefined();
+    expect(outputMismatch(Float32Array.from([NaN, 1]), Float32Array.from([2, 1]), tol)).toMatchObject({ index: 0, want: 2 });
+    expect(outputMismatch(Float32Array.from([2, 1]), Float32Array.from([Infinity, 1]), tol)).toMatchObject({ index: 0, got: 2 });
+    expect(outputMismatch(Float32Array.from([Infinity, 1.01]), Float32Array.from([Infinity, 1]), tol)).toMatchObject({ index: 1 });
   });
 });
