@@ -75,20 +75,36 @@ export const ContributorStatsSchema = z
   .meta({ id: 'ContributorStats' });
 export type ContributorStats = z.infer<typeof ContributorStatsSchema>;
 
+/**
+ * A whole number sent as text (a form field, a query parameter): decimal
+ * digits with an optional minus sign, nothing else. Number() would also read
+ * "0x5", "1e1", " 5" and "" (as 0); a requester who sent those meant
+ * something we cannot guess, so they are refused with the field's name.
+ */
+export const decimalIntText = (name: string, min: number, max: number, dflt: number) =>
+  z
+    .string({ message: `${name} must be a whole number, sent once` })
+    .regex(/^-?[0-9]{1,15}$/, `${name} must be a number: a whole number in decimal digits, like ${dflt}`)
+    .describe(`whole number from ${min} to ${max} in decimal digits; default ${dflt}`)
+    .transform((text) => Number(text) + 0) // + 0: "-0" is 0
+    .pipe(z.number().int().min(min, `${name}: at least ${min}`).max(max, `${name}: at most ${max}`))
+    .default(dflt);
+
+const priorityText = () => decimalIntText('priority', -10, 10, 0);
+
 /** Form fields of POST /api/v1/jobs besides the files. */
 export const SubmitFieldsSchema = z.object({
   type: z.enum(JOB_TYPES, { message: `one of: ${JOB_TYPES.join(', ')}` }),
-  priority: z.coerce.number().int().min(-10).max(10).default(0),
+  priority: priorityText(),
   verification: z.enum(['freivalds', 'replication']).default('freivalds'),
 });
 
-const positiveIntText = (name: string, min: number, max: number, dflt: number) =>
-  z.coerce.number({ message: `${name} must be a number` }).int(`${name} must be a whole number`).min(min, `${name}: at least ${min}`).max(max, `${name}: at most ${max}`).default(dflt);
+const positiveIntText = decimalIntText;
 
 /** Form fields of POST /api/v1/jobs with type=inference (files: model, and one .npy per model input). */
 export const InferenceFieldsSchema = z.object({
   type: z.literal('inference'),
-  priority: z.coerce.number().int().min(-10).max(10).default(0),
+  priority: priorityText(),
   verification: z.enum(['recompute', 'replication'], { message: 'one of: recompute, replication' }).default('recompute'),
 });
 
@@ -101,7 +117,7 @@ export const BenchmarkFieldsSchema = z.object({
   reps: positiveIntText('reps', 1, 50, 5),
   warmup: positiveIntText('warmup', 0, 10, 1),
   wait: positiveIntText('wait', 5, 86_400, 600).describe('seconds to wait for contributors; the job then completes with the runs it has'),
-  priority: z.coerce.number().int().min(-10).max(10).default(0),
+  priority: priorityText(),
 });
 
 const Spread = z.object({ median: z.number(), min: z.number(), max: z.number() });
@@ -164,7 +180,7 @@ export type BenchmarkReport = z.infer<typeof BenchmarkReportSchema>;
 export const BenchmarkListSchema = z.object({ benchmarks: z.array(BenchmarkReportSchema.omit({ runs: true })) }).meta({ id: 'BenchmarkList' });
 export type BenchmarkList = z.infer<typeof BenchmarkListSchema>;
 
-export const ListQuerySchema = z.object({ limit: z.coerce.number().int().min(1).max(1000).default(100) });
+export const ListQuerySchema = z.object({ limit: decimalIntText('limit', 1, 1000, 100) });
 
 const LeaderSchema = z.object({ rank: z.number().int(), name: z.string().describe('display name, or "anonymous-" and an id prefix'), team: z.string().nullable(), credits: z.number() });
 const TeamLeaderSchema = z.object({ rank: z.number().int(), name: z.string(), members: z.number().int(), credits: z.number() });

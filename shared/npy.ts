@@ -47,46 +47,129 @@ export function parseNpyHeader(bytes: Uint8Array): NpyHeader {
     throw new NpyError('NOT_NPY', 'not a NumPy .npy file (missing the \\x93NUMPY magic); save arrays with numpy.save');
   }
   if (bytes.length < PREFIX_V1) throw new NpyError('TRUNCATED_NPY', '.npy header is truncated');
-  const major = bytes[6];
+  const major = bytes[6]!;
+  const minor = bytes[7]!;
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  // NumPy reads versions 1.0, 2.0 and 3.0 only, so a minor version is refused as it refuses it.
+  if ((major !== 1 && major !== 2 && major !== 3) || minor !== 0) {
+    throw new NpyError('BAD_NPY_HEADER', `unsupported .npy format version ${major}.${minor}; numpy.save writes 1.0, 2.0 or 3.0`);
+  }
   let headerLen: number;
   let prefix: number;
   if (major === 1) {
     headerLen = view.getUint16(8, true);
     prefix = PREFIX_V1;
-  } else if (major === 2 || major === 3) {
+  } else {
     if (bytes.length < PREFIX_V2) throw new NpyError('TRUNCATED_NPY', '.npy header is truncated');
     headerLen = view.getUint32(8, true);
     prefix = PREFIX_V2;
-  } else {
-    throw new NpyError('BAD_NPY_HEADER', `unsupported .npy format version ${major}`);
   }
   if (prefix + headerLen > NPY_MAX_HEADER_BYTES) {
     throw new NpyError('BAD_NPY_HEADER', `.npy header of ${headerLen} bytes is too long`);
   }
   if (bytes.length < prefix + headerLen) throw new NpyError('TRUNCATED_NPY', '.npy header is truncated');
   const text = new TextDecoder('latin1').decode(bytes.subarray(prefix, prefix + headerLen));
-  return { ...parseHeaderDict(text), dataOffset: prefix + headerLen };
+  return { ...parseHeaderDict(text, major < 3), dataOffset: prefix + headerLen };
 }
 
-function parseHeaderDict(text: string): Omit<NpyHeader, 'dataOffset'> {
-  const descr = /['"]descr['"]\s*:\s*['"]([^'"]+)['"]/.exec(text)?.[1];
-  const fortran = /['"]fortran_order['"]\s*:\s*(True|False)/.exec(text)?.[1];
-  const shapeText = /['"]shape['"]\s*:\s*\(([^)]*)\)/.exec(text)?.[1];
-  if (descr === undefined || fortran === undefined || shapeText === undefined) {
-    throw new NpyError('BAD_NPY_HEADER', `malformed .npy header: ${JSON.stringify(text.trim().slice(0, 200))}`);
-  }
-  const parts = shapeText
-    .split(',')
-    .map((s) => s.trim())
-    .filter((s) => s.length > 0);
-  const shape = parts.map((p) => {
-    if (!/^\d+L?$/.test(p)) throw new NpyError('BAD_NPY_HEADER', `malformed .npy shape (${shapeText})`);
-    const n = Number.parseInt(p, 10);
-    if (!Number.isSafeInteger(n)) throw new NpyError('BAD_NPY_HEADER', `.npy dimension ${p} is too large`);
+type HeaderValue = { kind: 'str'; value: string } | { kind: 'bool'; value: boolean } | { kind: 'tuple'; value: number[] };
+
+const HEADER_KEYS = ['descr', 'fortran_order', 'shape'] as const;
+
+/**
+ * The header is a Python dict literal, which NumPy reads with
+ * ast.literal_eval. This reads the plain subset numpy.save writes (quoted
+ * strings without escapes, True/False, tuples of decimal integers, any
+ * whitespace, a trailing comma) and refuses everything else, including what
+ * Python would accept but read another way than a regex would: a duplicate
+ * key (Python keeps the last), comments, string concatenation, hex, `(3)`
+ * (an int, not a tuple). So a header accepted here means to us exactly what
+ * it means to NumPy.
+ */
+function parseHeaderDict(text: string, python2Longs: boolean): Omit<NpyHeader, 'dataOffset'> {
+  const bad = (why: string) => new NpyError('BAD_NPY_HEADER', `malformed .npy header (${why}): ${JSON.stringify(text.trim().slice(0, 200))}; save the array with numpy.save`);
+  let at = 0;
+  const skipSpace = () => {
+    while (at < text.length && ' \t\n\r\f'.includes(text[at]!)) at++;
+  };
+  const peek = () => {
+    skipSpace();
+    return text[at];
+  };
+  const expect = (ch: string) => {
+    if (peek() !== ch) throw bad(`expected "${ch}" at offset ${at}`);
+    at++;
+  };
+  const readString = (): string => {
+    const quote = peek();
+    if (quote !== "'" && quote !== '"') throw bad(`expected a quoted string at offset ${at}`);
+    const end = text.indexOf(quote, at + 1);
+    const body = end < 0 ? '' : text.slice(at + 1, end);
+    if (end < 0 || !/^[\x20-\x7e]*$/.test(body) || body.includes('\\')) throw bad(`unterminated or escaped string at offset ${at}`);
+    at = end + 1;
+    return body;
+  };
+  const readInt = (): number => {
+    skipSpace();
+    const m = /^(0|[1-9][0-9]*)(L?)/.exec(text.slice(at, at + 24));
+    if (!m || (m[2] && !python2Longs)) throw bad(`expected a dimension (a decimal integer) at offset ${at}`);
+    at += m[0].length;
+    const n = Number(m[1]);
+    if (!Number.isSafeInteger(n)) throw new NpyError('BAD_NPY_HEADER', `.npy dimension ${m[1]} is too large`);
     return n;
-  });
-  return { descr, fortranOrder: fortran === 'True', shape };
+  };
+  const readTuple = (): number[] => {
+    expect('(');
+    const dims: number[] = [];
+    let comma = false;
+    while (peek() !== ')') {
+      if (dims.length > 0 && !comma) throw bad(`expected "," or ")" at offset ${at}`);
+      dims.push(readInt());
+      comma = peek() === ',';
+      if (comma) at++;
+    }
+    at++;
+    // Python reads "(3)" as the integer 3, not a tuple; NumPy then refuses the shape.
+    if (dims.length === 1 && !comma) throw bad('a one-dimensional shape is written "(n,)"');
+    return dims;
+  };
+  const readValue = (): HeaderValue => {
+    const ch = peek();
+    if (ch === "'" || ch === '"') return { kind: 'str', value: readString() };
+    if (ch === '(') return { kind: 'tuple', value: readTuple() };
+    for (const word of ['True', 'False'] as const) {
+      if (text.startsWith(word, at) && !/[A-Za-z0-9_]/.test(text[at + word.length] ?? '')) {
+        at += word.length;
+        return { kind: 'bool', value: word === 'True' };
+      }
+    }
+    throw bad(`unexpected value at offset ${at}`);
+  };
+
+  const entries = new Map<string, HeaderValue>();
+  expect('{');
+  let comma = true;
+  while (peek() !== '}') {
+    if (!comma) throw bad(`expected "," or "}" at offset ${at}`);
+    const key = readString();
+    if (!(HEADER_KEYS as readonly string[]).includes(key)) throw bad(`unknown key ${JSON.stringify(key)}; the keys are ${HEADER_KEYS.join(', ')}`);
+    if (entries.has(key)) throw bad(`key ${JSON.stringify(key)} appears twice`);
+    expect(':');
+    entries.set(key, readValue());
+    comma = peek() === ',';
+    if (comma) at++;
+  }
+  at++;
+  skipSpace();
+  if (at !== text.length) throw bad(`unexpected text after the dictionary at offset ${at}`);
+  const descr = entries.get('descr');
+  const fortran = entries.get('fortran_order');
+  const shape = entries.get('shape');
+  if (!descr || !fortran || !shape) throw bad(`missing key ${HEADER_KEYS.filter((k) => !entries.has(k)).join(', ')}`);
+  if (descr.kind !== 'str') throw bad('descr must be a string such as \'<f4\'');
+  if (fortran.kind !== 'bool') throw bad('fortran_order must be True or False');
+  if (shape.kind !== 'tuple') throw bad('shape must be a tuple of integers');
+  return { descr: descr.value, fortranOrder: fortran.value, shape: shape.value };
 }
 
 export function elementCount(shape: readonly number[]): number {

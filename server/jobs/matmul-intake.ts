@@ -1,14 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import { elementCount, type NpyHeader } from '../../shared/npy';
-import { colPanel, planMatmulTiles, rowPanel, TilingError } from '../../shared/tiling';
+import { planMatmulTiles, TilingError } from '../../shared/tiling';
 import type { Config } from '../config';
 import { HttpError } from '../http/http-error';
 import type { UploadedFile } from '../http/multipart';
-import { inspectNpy, loadNpyData } from './npy-upload';
+import { checkStorageQuota, commitJob, withIntakeBlobs } from './job-commit';
+import { inspectNpy, NpyReader } from './npy-upload';
 import type { BlobStore } from '../storage/blob-store';
 import type { ResultFiles } from '../storage/result-files';
 import type { TuningCensus } from '../scheduler/tuning-census';
-import type { JobRecord, NewShard, PanelRecord, Store, VerificationMethod } from '../store/store';
+import type { JobQuota, JobRecord, NewJob, NewShard, PanelRecord, Store, VerificationMethod } from '../store/store';
 
 export interface MatmulIntakeDeps {
   config: Config;
@@ -39,31 +40,47 @@ async function inspectMatrix(file: UploadedFile, config: Config): Promise<NpyHea
   return header;
 }
 
+/** The largest finite float32. */
+export const FLOAT32_MAX = 3.4028234663852886e38;
+
 /**
- * NaN and Infinity propagate through a product and make every affected tile
- * fail verification, so a job with them could only fail later; refuse it now.
+ * Checks an operand in one streaming pass. NaN and Infinity propagate through
+ * a product and make every affected tile fail verification, so a job with
+ * them could only fail later; refuse it now. Returns the largest magnitude.
  */
-function rejectNonFinite(data: Float32Array, field: string, cols: number): void {
-  for (let i = 0; i < data.length; i++) {
-    if (!Number.isFinite(data[i]!)) {
-      throw new HttpError(400, 'NON_FINITE', `file "${field}" has ${data[i]} at row ${Math.floor(i / cols)}, column ${i % cols}; inputs must be finite numbers`);
-    }
+async function scanOperand(reader: NpyReader, field: string): Promise<number> {
+  const { maxAbs, nonFinite } = await reader.scan();
+  if (nonFinite) {
+    const [row, col] = nonFinite.index;
+    throw new HttpError(400, 'NON_FINITE', `file "${field}" has ${nonFinite.value} at row ${row}, column ${col}; inputs must be finite numbers`);
   }
+  return maxAbs;
 }
 
 /**
  * Turns an uploaded A and B into a queued job: checks them, cuts A into row
  * panels and B into column panels stored as content-addressed blobs, creates
- * the result file, and records job, panels and shards in one transaction.
- * The job exists only once that transaction commits, so a crash before it
- * leaves no half-accepted job (only unreferenced blobs, collected at start).
+ * the result file, and records job, panels and shards in one transaction
+ * (which also takes the owner's quota). The job exists only once that
+ * transaction commits, so a crash before it leaves no half-accepted job
+ * (only unreferenced blobs, collected at start). The files are read in
+ * place, a panel at a time, so memory does not grow with their size.
  */
 export async function acceptMatmulJob(
   deps: MatmulIntakeDeps,
   files: Record<string, UploadedFile>,
-  opts: { owner: string | null; priority: number; verification: VerificationMethod; storage?: { used: number; limit: number } },
+  opts: {
+    owner: string | null;
+    priority: number;
+    verification: VerificationMethod;
+    storage?: { used: number; limit: number };
+    /** Checked again, atomically, when the job is committed. */
+    quota?: JobQuota;
+    /** The request's: a client gone before the commit gets no job. */
+    signal?: AbortSignal;
+  },
 ): Promise<JobRecord> {
-  const { config, store, blobs, results } = deps;
+  const { config, store, blobs } = deps;
   for (const name of ['a', 'b'] as const) {
     if (!files[name]) throw new HttpError(400, 'MISSING_FILE', `missing file "${name}"; matmul needs a (M×K) and b (K×N) as .npy files: -F a=@a.npy -F b=@b.npy`);
   }
@@ -79,14 +96,7 @@ export async function acceptMatmulJob(
   }
   const inputBytes = (m * k + k * n) * 4;
   const resultBytes = m * n * 4;
-  if (opts.storage && opts.storage.used + inputBytes + resultBytes > opts.storage.limit) {
-    throw new HttpError(
-      413,
-      'QUOTA_EXCEEDED',
-      `this job needs ${inputBytes + resultBytes} bytes of storage; this key uses ${opts.storage.used} of its ${opts.storage.limit}. ` +
-        'Download and DELETE finished jobs to free space',
-    );
-  }
+  checkStorageQuota(inputBytes + resultBytes, opts.storage);
   let plan;
   try {
     const minEdge = config.tilesFollowKernels ? deps.census?.preferredMinEdge() : undefined;
@@ -95,36 +105,57 @@ export async function acceptMatmulJob(
     if (err instanceof TilingError) throw new HttpError(413, 'TOO_LARGE', err.message);
     throw err;
   }
-  const a = await loadNpyData(files.a!);
-  const b = await loadNpyData(files.b!);
-  rejectNonFinite(a, 'a', k);
-  rejectNonFinite(b, 'b', n);
-
-  const panels: PanelRecord[] = [];
-  for (let r = 0; r < plan.rowPanels; r++) {
-    const rows = Math.min(plan.tileRows, m - r * plan.tileRows);
-    const data = rowPanel(a, k, r * plan.tileRows, rows);
-    panels.push({ side: 'a', idx: r, ...(await blobs.put(new Uint8Array(data.buffer))) });
-  }
-  for (let c = 0; c < plan.colPanels; c++) {
-    const cols = Math.min(plan.tileCols, n - c * plan.tileCols);
-    const data = colPanel(b, k, n, c * plan.tileCols, cols);
-    panels.push({ side: 'b', idx: c, ...(await blobs.put(new Uint8Array(data.buffer))) });
-  }
+  const tiles = plan;
 
   const id = randomUUID();
-  const shards: NewShard[] = plan.tiles.map((t) => ({
-    id: `${id}.${t.index}`,
-    idx: t.index,
-    rowPanel: t.rowPanel,
-    colPanel: t.colPanel,
-    row0: t.row0,
-    col0: t.col0,
-    rows: t.rows,
-    cols: t.cols,
-  }));
-  await results.create(id, m, n);
-  const now = Date.now();
-  await store.createJob({ id, type: 'matmul', owner: opts.owner, priority: opts.priority, verification: opts.verification, inputBytes, resultBytes, m, k, n, tileRows: plan.tileRows, tileCols: plan.tileCols, panels, shards, now });
-  return (await store.getJob(id))!;
+  return withIntakeBlobs(blobs, store, async (intake) => {
+    const panels: PanelRecord[] = [];
+    await NpyReader.with(files.a!, ha, (ra) =>
+      NpyReader.with(files.b!, hb, async (rb) => {
+        const maxA = await scanOperand(ra, 'a');
+        const maxB = await scanOperand(rb, 'b');
+        // Every element of C is a sum of K products, each at most max|a|·max|b|: past float32's range an
+        // honest contributor's tile is Infinity and could only be blamed on it.
+        const bound = maxA * maxB * k;
+        if (bound >= FLOAT32_MAX) {
+          throw new HttpError(
+            400,
+            'PRODUCT_OVERFLOW',
+            `the product may not fit in float32: max|a|·max|b|·K = ${maxA.toExponential(3)}·${maxB.toExponential(3)}·${k} = ${bound.toExponential(3)}, ` +
+              `not below the float32 maximum ${FLOAT32_MAX.toExponential(7)}; scale a or b down (and the result back up)`,
+          );
+        }
+        // One buffer, reused: a panel's bytes are written out before the next panel is read.
+        const panel = new Float32Array(Math.max(tiles.tileRows, tiles.tileCols) * k);
+        const bytesOf = (len: number) => new Uint8Array(panel.buffer, 0, len * 4);
+        for (let r = 0; r < tiles.rowPanels; r++) {
+          opts.signal?.throwIfAborted();
+          const rows = Math.min(tiles.tileRows, m - r * tiles.tileRows);
+          await ra.readBlock(r * tiles.tileRows, rows, 0, k, panel);
+          panels.push({ side: 'a', idx: r, ...(await intake.put(bytesOf(rows * k))) });
+        }
+        // A column panel of B is a pass over B's rows, keeping its columns.
+        for (let c = 0; c < tiles.colPanels; c++) {
+          opts.signal?.throwIfAborted();
+          const cols = Math.min(tiles.tileCols, n - c * tiles.tileCols);
+          await rb.readBlock(0, k, c * tiles.tileCols, cols, panel);
+          panels.push({ side: 'b', idx: c, ...(await intake.put(bytesOf(k * cols))) });
+        }
+      }),
+    );
+
+    const shards: NewShard[] = tiles.tiles.map((t) => ({
+      id: `${id}.${t.index}`,
+      idx: t.index,
+      rowPanel: t.rowPanel,
+      colPanel: t.colPanel,
+      row0: t.row0,
+      col0: t.col0,
+      rows: t.rows,
+      cols: t.cols,
+    }));
+    const job: NewJob = { id, type: 'matmul', owner: opts.owner, priority: opts.priority, verification: opts.verification, inputBytes, resultBytes, m, k, n, tileRows: tiles.tileRows, tileCols: tiles.tileCols, panels, shards, now: Date.now() };
+    await commitJob(deps, job, intake, { ...(opts.quota ? { quota: opts.quota } : {}), ...(opts.signal ? { signal: opts.signal } : {}) });
+    return (await store.getJob(id))!;
+  });
 }

@@ -5,12 +5,14 @@ import { createApiKey } from '../../server/auth/api-keys';
 import { encodeNpy } from '../../shared/npy';
 import { startTestCoordinator, type TestCoordinator } from '../support/coordinator';
 import { randomMatrix } from '../support/matrices';
+import { openFilesUnder } from '../support/process-probe';
 
 let coord: TestCoordinator;
 let key: string;
 
 beforeAll(async () => {
-  coord = await startTestCoordinator({ canaries: false });
+  // Eight clients at once on one key: the per-key upload cap would turn most of them into 429s.
+  coord = await startTestCoordinator({ canaries: false, maxConcurrentUploads: { total: 64, perKey: 64 } });
   key = (await createApiKey(coord.store, 'fuzzer', { maxConcurrentJobs: 1e6, maxStoredBytes: 1e12, maxUploadBytes: 1 << 20, requestsPerMinute: 1e6 })).secret;
 });
 afterAll(async () => coord.dispose());
@@ -25,7 +27,7 @@ const valid = (r: number, c: number, seed: number) => encodeNpy({ shape: [r, c],
 
 function mutate(bytes: Uint8Array, rand: () => number): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(bytes);
-  switch (Math.floor(rand() * 8)) {
+  switch (Math.floor(rand() * 9)) {
     case 0: // flip bytes in the header
       for (let i = 0; i < 1 + rand() * 4; i++) out[Math.floor(rand() * Math.min(out.length, 128))] = Math.floor(rand() * 256);
       return out;
@@ -49,6 +51,13 @@ function mutate(bytes: Uint8Array, rand: () => number): Uint8Array<ArrayBuffer> 
       const text = new TextDecoder('latin1').decode(out.subarray(0, 128)).replace("'<f4'", ["'<f8'", "'>f4'", "'|u1'", "'<f2'", "'O'"][Math.floor(rand() * 5)]!);
       const copy = new Uint8Array(out);
       for (let i = 0; i < text.length && i < copy.length; i++) copy[i] = text.charCodeAt(i) & 0xff;
+      return copy;
+    }
+    case 7: {
+      // a second, different value for a header key (NumPy would keep the last one)
+      const text = new TextDecoder('latin1').decode(out.subarray(0, 128)).replace("'fortran_order'", "'descr': '>f4', 'fortran_order'").slice(0, 127) + '\n';
+      const copy = new Uint8Array(out);
+      for (let i = 0; i < 128 && i < copy.length; i++) copy[i] = text.charCodeAt(i) & 0xff;
       return copy;
     }
     case 6: // NaN in the data
@@ -75,7 +84,9 @@ describe('upload fuzzing', () => {
         if (rand() > 0.03) form.set('a', new Blob([mutate(valid(4, 3, i), rand)]), 'a.npy');
         if (rand() > 0.03) form.set('b', new Blob([mutate(valid(3, 2, i + 1), rand)]), 'b.npy');
         if (rand() < 0.05) form.set('c', new Blob([valid(2, 2, i)]), 'c.npy');
-        if (rand() < 0.05) form.set('priority', ['11', '-3.5', 'high', '1e9'][i % 4]!);
+        if (rand() < 0.05) form.set('priority', ['11', '-3.5', 'high', '1e9', '0x5', ' 5', ''][i % 7]!);
+        // Names that are keys of Object.prototype: ordinary unknown fields, never "sent twice".
+        if (rand() < 0.03) form.set(['constructor', '__proto__', 'toString'][i % 3]!, '1');
         const res = await fetch(`${coord.url}/api/v1/jobs`, { method: 'POST', body: form, headers: { authorization: `Bearer ${key}` } });
         await res.arrayBuffer();
         counts.set(res.status, (counts.get(res.status) ?? 0) + 1);
@@ -93,6 +104,7 @@ describe('upload fuzzing', () => {
     expect(listed.jobs.length).toBe(Math.min(counts.get(201) ?? 0, 1000));
     expect(listed.jobs.every((j) => j.progress.total >= 1)).toBe(true);
     expect(await readdir(join(coord.dataDir, 'uploads'))).toEqual([]);
+    expect(await openFilesUnder(process.pid, join(coord.dataDir, 'uploads'))).toEqual([]);
     expect(process.memoryUsage().rss - rssBefore).toBeLessThan(300 * 1024 * 1024);
     console.log('fuzz statuses', Object.fromEntries(counts));
   }, 180_000);

@@ -1,12 +1,16 @@
-import { describe, expect, it } from 'vitest';
-import { decodeNpy, encodeNpy, encodeNpyHeader, NpyError, parseNpyHeader } from '../../shared/npy';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { NpyReader, READ_CHUNK_BYTES } from '../../server/jobs/npy-upload';
+import { decodeNpy, encodeNpy, encodeNpyHeader, fortranToC, NpyError, parseNpyHeader } from '../../shared/npy';
 
-function rawNpy(header: string, data: Uint8Array, major = 1): Uint8Array {
+function rawNpy(header: string, data: Uint8Array, major = 1, minor = 0): Uint8Array {
   const prefix = major === 1 ? 10 : 12;
   const total = Math.ceil((prefix + header.length + 1) / 64) * 64;
   const hlen = total - prefix;
   const out = new Uint8Array(total + data.length);
-  out.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, major, 0]);
+  out.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, major, minor]);
   const view = new DataView(out.buffer);
   if (major === 1) view.setUint16(8, hlen, true);
   else view.setUint32(8, hlen, true);
@@ -78,4 +82,150 @@ describe('.npy', () => {
     expectCode(() => parseNpyHeader(new Uint8Array([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 9, 0, 0, 0])), 'BAD_NPY_HEADER', /version/);
     expectCode(() => parseNpyHeader(new Uint8Array([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0, 200, 0])), 'TRUNCATED_NPY');
   });
+
+  // What NumPy 2.4's np.load does with each header (checked with numpy when these cases were written):
+  // the ones it accepts are read here to the same array; the others are refused here too. Cases NumPy
+  // reads but that are not plain numpy.save output (comments, hex, a duplicate key, where it keeps the
+  // last) are refused here, never read another way.
+  const header = (dict: string) => parseNpyHeader(rawNpy(dict, new Uint8Array(0)));
+  const C6 = { descr: '<f4', fortranOrder: false, shape: [6] };
+
+  it('reads headers as NumPy reads them: quotes, spacing, trailing commas, key order, Python 2 longs', () => {
+    for (const dict of [
+      "{'descr': '<f4', 'fortran_order': False, 'shape': (6,), }",
+      '{"descr": "<f4", "fortran_order": False, "shape": (6,)}',
+      "{'shape':(6,),'fortran_order':False,'descr':'<f4'}",
+      "{'descr':\t'<f4',\r\n 'fortran_order' : False ,\n'shape' : ( 6 , ) , }",
+      "  {'descr': '<f4', 'fortran_order': False, 'shape': (6L,)}",
+    ]) {
+      expect(header(dict)).toMatchObject(C6);
+    }
+    expect(header("{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3,)}")).toMatchObject({ fortranOrder: true, shape: [2, 3] });
+    expect(header("{'descr': '<f4', 'fortran_order': False, 'shape': ()}")).toMatchObject({ shape: [] });
+    expect(parseNpyHeader(rawNpy("{'descr': '<f4', 'fortran_order': False, 'shape': (6,)}", new Uint8Array(0), 3))).toMatchObject(C6);
+  });
+
+  it('refuses headers NumPy refuses or would read differently, naming the problem', () => {
+    const refused: [string, RegExp][] = [
+      ["{'descr': '<f4', 'descr': '>f4', 'fortran_order': False, 'shape': (6,)}", /"descr" appears twice/],
+      ["{'descr': '<f4', 'fortran_order': False, 'shape': (6,), 'shape': (2, 3)}", /"shape" appears twice/],
+      ["{'descr': '<f4', 'fortran_order': False, 'shape': (6,), 'x': 1}", /unknown key "x"/],
+      ["{'descr': '<f4', 'shape': (6,)}", /missing key fortran_order/],
+      ["{'descr': '<f4', 'fortran_order': False, 'shape': (6)}", /\(n,\)/],
+      ["{'descr': '<f4', 'fortran_order': False, 'shape': [6]}", /unexpected value/],
+      ["{'descr': '<f4', 'fortran_order': False, 'shape': (True, 6)}", /dimension/],
+      ["{'descr': '<f4', 'fortran_order': False, 'shape': (0x6,)}", /expected "," or "\)"/],
+      ["{'descr': '<f4', 'fortran_order': False, 'shape': (06,)}", /expected "," or "\)"/],
+      ["{'descr': '<f4', 'fortran_order': False, 'shape': (-6,)}", /dimension/],
+      ["{'descr': '<f4', 'fortran_order': False, 'shape': (6.0,)}", /expected "," or "\)"/],
+      ["{'descr': '<f4', 'fortran_order': 0, 'shape': (6,)}", /unexpected value/],
+      ["{'descr': '<f4', 'fortran_order': Falsey, 'shape': (6,)}", /unexpected value/],
+      ["{'descr': '<' 'f4', 'fortran_order': False, 'shape': (6,)}", /expected "," or "}"/],
+      ["{'descr': '<f4', # comment\n 'fortran_order': False, 'shape': (6,)}", /quoted string/],
+      ["{'descr': '<f4', 'fortran_order': False, 'shape': (6,)} junk", /after the dictionary/],
+      ["{'descr': '<f4', 'fortran_order': False, 'shape': (6,),,}", /quoted string/],
+      ["{'descr': '\\x3cf4', 'fortran_order': False, 'shape': (6,)}", /escaped/],
+      ["{'descr': ('<f4'), 'fortran_order': False, 'shape': (6,)}", /dimension/],
+      ["{'descr': '<f4', 'fortran_order': False, 'shape': (6,)}\0", /after the dictionary/],
+      ["{'descr': '<f4', 'fortran_order': False, 'shape': (6,)", /expected "," or "}"/],
+    ];
+    for (const [dict, why] of refused) expectCode(() => header(dict), 'BAD_NPY_HEADER', why);
+    // Python 3 files carry no 'L' suffix: only versions 1.0 and 2.0 may have been written by Python 2.
+    expectCode(() => parseNpyHeader(rawNpy("{'descr': '<f4', 'fortran_order': False, 'shape': (6L,)}", new Uint8Array(0), 3)), 'BAD_NPY_HEADER');
+    // NumPy reads versions 1.0, 2.0 and 3.0, no minor versions.
+    expectCode(() => parseNpyHeader(rawNpy("{'descr': '<f4', 'fortran_order': False, 'shape': (6,)}", new Uint8Array(0), 1, 1)), 'BAD_NPY_HEADER', /version 1\.1/);
+  });
 });
+
+describe('NpyReader: uploads read in place, in bounded chunks', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'npy-reader-'));
+  });
+  afterAll(async () => rm(dir, { recursive: true, force: true }));
+
+  /** Writes `values` (C order, `shape`) to a file, in Fortran order when asked, and opens it as an upload. */
+  async function withUpload<T>(shape: number[], values: Float32Array, fortran: boolean, fn: (r: NpyReader) => Promise<T>): Promise<T> {
+    let stored = values;
+    if (fortran && shape.length > 1) {
+      // Element (i0, i1, …) goes to position i0 + s0·(i1 + s1·(…)).
+      const transposed = new Float32Array(values.length);
+      const cIndex = (idx: number[]) => idx.reduce((acc, v, d) => acc * shape[d]! + v, 0);
+      const idx = new Array<number>(shape.length).fill(0);
+      for (let f = 0; f < values.length; f++) {
+        transposed[f] = values[cIndex(idx)]!;
+        for (let d = 0; d < shape.length; d++) {
+          if (++idx[d]! < shape[d]!) break;
+          idx[d] = 0;
+        }
+      }
+      stored = transposed;
+      expect(sameFloats(fortranToC(stored, shape), values)).toBe(true);
+    }
+    const dict = `{'descr': '<f4', 'fortran_order': ${fortran ? 'True' : 'False'}, 'shape': (${shape.join(', ')}${shape.length === 1 ? ',' : ''}), }`;
+    const bytes = rawNpy(dict, new Uint8Array(stored.buffer));
+    const path = join(dir, `u-${Math.random().toString(36).slice(2)}`);
+    await writeFile(path, bytes);
+    const file = { field: 'a', filename: 'a.npy', path, bytes: bytes.length };
+    return NpyReader.with(file, parseNpyHeader(bytes), fn);
+  }
+
+  /** Byte equality: toEqual on arrays of a million elements takes seconds. */
+  const sameFloats = (a: Float32Array, b: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+  const ramp = (n: number) => Float32Array.from({ length: n }, (_, i) => (i % 1000) - 500 + i / 1e6);
+
+  it('reads any block of a C- or Fortran-ordered matrix, including rows longer than one read', async () => {
+    const chunk = READ_CHUNK_BYTES / 4;
+    for (const [rows, cols] of [
+      [7, 5],
+      [300, 1000], // several rows per read
+      [3, chunk + 17], // one row spans more than a read
+    ] as const) {
+      const values = ramp(rows * cols);
+      for (const fortran of [false, true]) {
+        await withUpload([rows, cols], values, fortran, async (r) => {
+          for (const [r0, nr, c0, nc] of [
+            [0, rows, 0, cols],
+            [1, rows - 2, 0, cols],
+            [rows - 1, 1, cols - 3, 3],
+            [0, rows, 2, Math.min(cols - 2, 64)],
+          ] as const) {
+            const out = new Float32Array(nr * nc);
+            await r.readBlock(r0, nr, c0, nc, out);
+            const want = new Float32Array(nr * nc);
+            for (let i = 0; i < nr; i++) for (let j = 0; j < nc; j++) want[i * nc + j] = values[(r0 + i) * cols + c0 + j]!;
+            expect(sameFloats(out, want), `${rows}×${cols} ${fortran ? 'F' : 'C'} block ${[r0, nr, c0, nc].join(',')}`).toBe(true);
+          }
+        });
+      }
+    }
+  });
+
+  it('reads whole samples of a rank-3 array in either order', async () => {
+    const shape = [5, 3, 4];
+    const values = ramp(60);
+    for (const fortran of [false, true]) {
+      await withUpload(shape, values, fortran, async (r) => {
+        const out = new Float32Array(2 * 12);
+        await r.readBlock(2, 2, 0, 12, out);
+        expect(out).toEqual(values.subarray(24, 48));
+      });
+    }
+  });
+
+  it('scans for the largest magnitude and the first NaN or Infinity, with its position', async () => {
+    const values = ramp(4 * 6);
+    values[13] = -7777;
+    expect(await withUpload([4, 6], values, false, (r) => r.scan())).toEqual({ maxAbs: 7777 });
+    for (const bad of [NaN, -Infinity]) {
+      const v = ramp(4 * 6);
+      v[3 * 6 + 2] = bad; // row 3, column 2
+      for (const fortran of [false, true]) {
+        const scan = await withUpload([4, 6], v, fortran, (r) => r.scan());
+        expect(scan.nonFinite?.index).toEqual([3, 2]);
+        expect(scan.nonFinite?.value).toBe(bad);
+      }
+    }
+  });
+});
+
