@@ -49,7 +49,11 @@ export type LeaseRequest = z.input<typeof LeaseRequestSchema>;
 export interface BlobRef {
   sha256: string;
   bytes: number;
-  /** Path on the coordinator, relative to its origin: `/api/v1/blobs/<sha256>`. */
+  /**
+   * Signed, expiring path on the coordinator, relative to its origin:
+   * `/api/v1/blobs/<sha256>?exp=<unix seconds>&sig=<signature>`. Use it exactly as given,
+   * soon (it lapses a few minutes after the lease's deadline); cache the bytes by `sha256`, not by URL.
+   */
   url: string;
 }
 

@@ -46,10 +46,18 @@ export class BlobFetcher {
   }
 }
 
-/** Fetches a content-addressed blob and checks its size and sha256. */
+/**
+ * Fetches a content-addressed blob through the lease's signed URL (used exactly
+ * as given: its query is the permission) and checks its size and sha256.
+ */
 export async function downloadBlob(baseUrl: string, ref: BlobRef): Promise<ArrayBuffer> {
   const res = await fetch(new URL(ref.url, baseUrl));
-  if (!res.ok) throw new Error(`blob ${ref.sha256.slice(0, 12)}: HTTP ${res.status}`);
+  if (!res.ok) {
+    // 403 BLOB_URL_EXPIRED and the like: say which, so a contributor's log tells a lapsed lease from a broken link.
+    const body = (await res.json().catch(() => undefined)) as { error?: { code?: string; message?: string } } | undefined;
+    const why = body?.error?.code ? ` ${body.error.code}: ${body.error.message ?? ''}` : '';
+    throw new Error(`blob ${ref.sha256.slice(0, 12)}: HTTP ${res.status}${why}`);
+  }
   const buf = await res.arrayBuffer();
   if (buf.byteLength !== ref.bytes) throw new Error(`blob ${ref.sha256.slice(0, 12)}: ${buf.byteLength} bytes, expected ${ref.bytes}`);
   const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', buf));

@@ -7,6 +7,7 @@ import { canaryRate } from '../trust/reputation';
 import type { TrustKeeper } from '../trust/trust-keeper';
 import type { Metrics } from '../metrics/metrics';
 import type { KernelTuning } from '../../shared/matmul-configs';
+import type { BlobCapability } from '../http/blob-capability';
 import { leaseDurationMs, shardFlops, updateEstimate, type LeasePolicy, type ThroughputEstimate } from './lease-policy';
 
 /** Who sent a result: all that the result path needs (a result sent over HTTP has no socket). */
@@ -53,10 +54,12 @@ export interface DispatcherDeps {
    * the job while an online contributor holds the model: the weights need not travel again.
    */
   modelAffinityMs?: number;
+  /** Signs the blob URLs a lease carries: only lease holders can read a requester's panels. */
+  blobUrls: BlobCapability;
 }
 
-function toLease(g: GrantedLease): Lease {
-  const ref = (p: GrantedLease['a']) => ({ sha256: p.sha256, bytes: p.bytes, url: `/api/v1/blobs/${p.sha256}` });
+function toLease(g: GrantedLease, blobUrls: BlobCapability): Lease {
+  const ref = (p: GrantedLease['a']) => ({ sha256: p.sha256, bytes: p.bytes, url: blobUrls.url(p.sha256, g.deadline) });
   if (g.jobType === 'inference') {
     return { kind: 'inference', shardId: g.shardId, leaseToken: g.token, jobId: g.jobId, rows: g.rows, outputsPerSample: g.cols, model: ref(g.b), input: ref(g.a), deadline: g.deadline };
   }
@@ -148,7 +151,7 @@ export class Dispatcher {
       const lease = await this.deps.store.leaseShard(canary, { contributorId: session.contributorId, sessionId: session.sessionId, now: Date.now(), maxPanelBytes, leaseMsFor });
       if (lease) {
         this.deps.metrics.shardsLeased.inc({ job_type: 'matmul' });
-        return [toLease(lease)];
+        return [toLease(lease, this.deps.blobUrls)];
       }
     }
     const now = Date.now();
@@ -177,7 +180,7 @@ export class Dispatcher {
       this.deps.canaries?.observe({ rows: last.rows, cols: last.cols, k: last.k });
     }
     for (const g of granted) this.deps.log.debug({ shardId: g.shardId, contributorId: session.contributorId }, 'lease granted');
-    return granted.map(toLease);
+    return granted.map((g) => toLease(g, this.deps.blobUrls));
   }
 
   async release(session: ContributorSession, shardId: string, token: string): Promise<boolean> {

@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeNpy } from '../../shared/npy';
+import type { Lease, MatmulLease } from '../../shared/protocol';
 import { authHeaders, startTestCoordinator, submitMatmul, type TestCoordinator } from '../support/coordinator';
+import { SimContributor } from '../support/sim-contributor';
 import { npyBlob, randomMatrix } from '../support/matrices';
 
 let coord: TestCoordinator;
@@ -118,17 +120,32 @@ describe('REST API', () => {
     expect((await fetch(`${coord.url}/api/v1/jobs/${job.id}`, { headers: auth() })).status).toBe(200);
   });
 
-  it('serves panels as immutable content-addressed blobs with Range support', async () => {
+  it('serves panels as immutable content-addressed blobs with Range support, through the lease URL', async () => {
     const a = randomMatrix(3, 4, 9);
     const job = await submitMatmul(coord.url, { rows: 3, cols: 4, data: a }, { rows: 4, cols: 2, data: randomMatrix(4, 2, 10) });
     expect(job.id).toBeTruthy();
     const { createHash } = await import('node:crypto');
     const sha = createHash('sha256').update(new Uint8Array(a.buffer)).digest('hex');
-    const res = await fetch(`${coord.url}/api/v1/blobs/${sha}`);
+    // A contributor's lease carries the panel's URL. Other tests' jobs and canaries come first: hand those back.
+    const sim = await new SimContributor(coord.url).connect();
+    let url: string | undefined;
+    try {
+      for (let i = 0; i < 20 && !url; i++) {
+        const reply = await sim.socket.timeout(10_000).emitWithAck('lease:request', { max: 4 });
+        if (!reply.ok) throw new Error(reply.error.message);
+        url = reply.leases.find((l: Lease): l is MatmulLease => l.kind === 'matmul' && l.jobId === job.id)?.a.url;
+        for (const l of reply.leases) await sim.socket.timeout(10_000).emitWithAck('lease:release', { shardId: l.shardId, leaseToken: l.leaseToken });
+      }
+    } finally {
+      sim.disconnect();
+    }
+    if (!url) throw new Error(`no lease on job ${job.id} in 20 requests`);
+    expect((await fetch(`${coord.url}/api/v1/blobs/${sha}`)).status).toBe(403);
+    const res = await fetch(new URL(url, coord.url));
     expect(res.status).toBe(200);
     expect(res.headers.get('cache-control')).toContain('immutable');
     expect(new Float32Array(await res.arrayBuffer())).toEqual(a);
-    const part = await fetch(`${coord.url}/api/v1/blobs/${sha}`, { headers: { range: 'bytes=4-7' } });
+    const part = await fetch(new URL(url, coord.url), { headers: { range: 'bytes=4-7' } });
     expect(part.status).toBe(206);
     expect(new Float32Array(await part.arrayBuffer())[0]).toBe(a[1]);
   });
