@@ -1,17 +1,28 @@
 import type { Request, Response } from 'express';
-import type { Store } from '../store/store';
+import { KEY_REVOKED_REASON } from '../auth/key-revocations';
+import type { RevokedKey, Store } from '../store/store';
 import { toJobView } from './job-view';
 
 const POLL_MS = 250;
 const HEARTBEAT_MS = 15_000;
 
+/** The key a stream was opened with, and where to hear of its revocation. */
+export interface StreamKey {
+  keyId: string;
+  revocations: { watch(keyId: string, onRevoked: (key: RevokedKey) => void): () => void };
+}
+
+const revokedEvent = (name?: string) =>
+  `event: revoked\ndata: ${JSON.stringify({ code: 'KEY_REVOKED', message: `the API key${name ? ` "${name}"` : ''} was revoked: this stream is closed and the key's queued and running jobs are cancelled` })}\n\n`;
+
 /**
  * Server-Sent Events for one job: a `progress` event whenever its status or
- * progress changes, then `end` once it has finished. It watches the store
- * rather than in-process events, so a stream shows progress made by any
+ * progress changes, then `end` once it has finished, or `revoked` (and the
+ * stream closes) as soon as the key that opened it is revoked. It watches the
+ * store rather than in-process events, so a stream shows progress made by any
  * coordinator that shares the store.
  */
-export async function streamJobEvents(req: Request, res: Response, jobId: string, store: Store): Promise<void> {
+export async function streamJobEvents(req: Request, res: Response, jobId: string, store: Store, key: StreamKey): Promise<void> {
   res.status(200).set({
     'Content-Type': 'text/event-stream; charset=utf-8',
     'Cache-Control': 'no-cache, no-transform',
@@ -23,25 +34,48 @@ export async function streamJobEvents(req: Request, res: Response, jobId: string
   let last = '';
   let lastWrite = Date.now();
   let closed = false;
-  req.on('close', () => (closed = true));
-  while (!closed) {
-    const job = await store.getJob(jobId);
-    if (!job) break;
-    const view = toJobView(job);
-    const key = `${view.status}|${view.progress.done}|${view.progress.verified}`;
-    if (key !== last) {
-      last = key;
-      res.write(`event: progress\ndata: ${JSON.stringify(view)}\n\n`);
-      lastWrite = Date.now();
-    } else if (Date.now() - lastWrite > HEARTBEAT_MS) {
-      res.write(': keep-alive\n\n'); // proxies close idle streams
-      lastWrite = Date.now();
+  let revoked: RevokedKey | undefined;
+  let wake: (() => void) | undefined;
+  res.on('close', () => {
+    closed = true;
+    wake?.();
+  });
+  const unwatch = key.revocations.watch(key.keyId, (k) => {
+    revoked = k;
+    wake?.();
+  });
+  try {
+    while (!closed && !revoked) {
+      const job = await store.getJob(jobId);
+      if (!job || revoked) break;
+      const view = toJobView(job);
+      const state = `${view.status}|${view.progress.done}|${view.progress.verified}`;
+      if (state !== last) {
+        last = state;
+        res.write(`event: progress\ndata: ${JSON.stringify(view)}\n\n`);
+        lastWrite = Date.now();
+      } else if (Date.now() - lastWrite > HEARTBEAT_MS) {
+        res.write(': keep-alive\n\n'); // proxies close idle streams
+        lastWrite = Date.now();
+      }
+      if (view.status !== 'queued' && view.status !== 'running') {
+        // Another coordinator may have cancelled the job before this one heard of the revocation.
+        if (job.reason === KEY_REVOKED_REASON) res.write(revokedEvent());
+        else res.write(`event: end\ndata: ${JSON.stringify({ status: view.status })}\n\n`);
+        break;
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, POLL_MS);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      wake = undefined;
     }
-    if (view.status !== 'queued' && view.status !== 'running') {
-      res.write(`event: end\ndata: ${JSON.stringify({ status: view.status })}\n\n`);
-      break;
-    }
-    await new Promise((r) => setTimeout(r, POLL_MS));
+    if (revoked && !closed) res.write(revokedEvent(revoked.name));
+  } finally {
+    unwatch();
+    res.end();
   }
-  res.end();
 }

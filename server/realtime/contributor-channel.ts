@@ -11,8 +11,7 @@ import type { TrustKeeper } from '../trust/trust-keeper';
 import { TokenBucket } from './rate-limiter';
 import type { Metrics } from '../metrics/metrics';
 import type { ProfileChange, Store } from '../store/store';
-import { checkDisplayName } from '../../shared/display-name';
-import { nameSkeleton, RESERVED_SKELETONS } from '../community/name-skeleton';
+import { checkPublicName, MAX_CONTRIBUTOR_NAME, MAX_TEAM_NAME } from '../community/name-skeleton';
 import type { IdleSessions } from './idle-sessions';
 import type { KernelTuning } from '../../shared/matmul-configs';
 import type { TuningCensus } from '../scheduler/tuning-census';
@@ -51,6 +50,9 @@ export interface ChannelDeps {
 
 const NO_RETRY_MS = 5_000;
 
+/** The events a contributor may send (ClientToServerEvents), for the reply to an unknown one. */
+const CLIENT_EVENTS = ['hello', 'lease:request', 'lease:result', 'lease:release', 'profile'] as const satisfies readonly (keyof ClientToServerEvents)[];
+
 export const contributorRoom = (contributorId: string) => `contributor:${contributorId}`;
 
 type Reply = { ok: false; error: ProtocolError } | { ok: true } | object;
@@ -62,11 +64,23 @@ interface Guard {
   onMalformed(detail: string): void;
 }
 
+const badMessage = (message: string) => ({ ok: false as const, error: { code: 'BAD_MESSAGE' as const, message } });
+
+/**
+ * Splits a message's arguments as Socket.IO delivers them: the acknowledgement
+ * callback, when there is one, is always the last; what comes before is the payload.
+ */
+function splitArgs(args: unknown[]): { payload: unknown[]; reply?: (r: Reply) => void } {
+  const last = args.at(-1);
+  return typeof last === 'function' ? { payload: args.slice(0, -1), reply: last as (r: Reply) => void } : { payload: args };
+}
+
 /**
  * Wraps a handler so that every message is rate-limited and validated before
- * it runs: a flood is refused, a malformed payload or a missing
- * acknowledgement callback is answered (or dropped) and reported here, and an
- * exception becomes an INTERNAL error reply instead of an unhandled rejection.
+ * it runs: a flood is refused, a malformed payload (not exactly one message
+ * object) or a missing acknowledgement callback is answered (or dropped) and
+ * reported here, and an exception becomes an INTERNAL error reply instead of
+ * an unhandled rejection.
  */
 function handler<S extends z.ZodType, R extends Reply>(
   socket: ContributorSocket,
@@ -74,9 +88,9 @@ function handler<S extends z.ZodType, R extends Reply>(
   guard: Guard,
   schema: S,
   run: (msg: z.output<S>) => Promise<R>,
-): (msg: unknown, ack: unknown) => void {
-  return (msg, ack) => {
-    const reply = typeof ack === 'function' ? (ack as (r: Reply) => void) : undefined;
+): (...args: unknown[]) => void {
+  return (...args) => {
+    const { payload, reply } = splitArgs(args);
     if (!guard.bucket.take()) {
       guard.onFlood();
       reply?.({ ok: false, error: { code: 'RATE_LIMITED', message: 'too many messages; slow down' } });
@@ -86,11 +100,17 @@ function handler<S extends z.ZodType, R extends Reply>(
       guard.onMalformed('message without acknowledgement callback');
       return;
     }
-    const parsed = schema.safeParse(msg);
+    if (payload.length !== 1) {
+      const message = `send one message object and an acknowledgement callback (got ${payload.length} arguments before the callback)`;
+      guard.onMalformed(message);
+      reply(badMessage(message));
+      return;
+    }
+    const parsed = schema.safeParse(payload[0]);
     if (!parsed.success) {
       const message = describeZodError(parsed.error);
       guard.onMalformed(message);
-      reply({ ok: false, error: { code: 'BAD_MESSAGE', message } });
+      reply(badMessage(message));
       return;
     }
     run(parsed.data).then(reply, (err: unknown) => {
@@ -151,43 +171,75 @@ export function attachContributorChannel(io: ContributorServer, deps: ChannelDep
       },
     };
 
+    // Events this coordinator does not handle are answered (when they ask) and counted as malformed,
+    // so that an agent speaking another version hears why nothing happens.
+    socket.onAny((event: unknown, ...args: unknown[]) => {
+      if (typeof event === 'string' && socket.listenerCount(event as keyof ClientToServerEvents) > 0) return;
+      const { reply } = splitArgs(args);
+      if (!guard.bucket.take()) {
+        guard.onFlood();
+        reply?.({ ok: false, error: { code: 'RATE_LIMITED', message: 'too many messages; slow down' } });
+        return;
+      }
+      const name = JSON.stringify(String(event).slice(0, 64));
+      guard.onMalformed(`unknown event ${name}`);
+      reply?.(badMessage(`unknown event ${name}; this coordinator handles: ${CLIENT_EVENTS.join(', ')} (protocol ${PROTOCOL_VERSION})`));
+    });
+
+    const introduce = async (msg: z.output<typeof HelloSchema>) => {
+      if (msg.protocol !== PROTOCOL_VERSION) {
+        return { ok: false as const, error: { code: 'PROTOCOL_VERSION' as const, message: `this coordinator speaks protocol ${PROTOCOL_VERSION}, you sent ${msg.protocol}` } };
+      }
+      const now = Date.now();
+      const adapter = JSON.stringify(msg.adapter);
+      let token = msg.token;
+      let contributor = token ? await store.findContributorByTokenHash(sha256Hex(token)) : undefined;
+      if (contributor?.trust.status === 'banned') {
+        return { ok: false as const, error: { code: 'BANNED' as const, message: `this contributor is banned: ${contributor.statusReason ?? 'repeated bad results'}` } };
+      }
+      if (contributor) {
+        await store.touchContributor(contributor.id, msg.agent.kind, adapter, now);
+      } else {
+        token = randomBytes(32).toString('base64url');
+        const id = randomUUID();
+        await store.registerContributor({ id, tokenHash: sha256Hex(token), kind: msg.agent.kind, adapter, now });
+        contributor = await store.getContributor(id);
+      }
+      // Gone while the store answered: registering it now would leave a session no disconnect will clear.
+      if (!socket.connected) return badMessage('disconnected during hello');
+      socket.data.contributorId = contributor!.id;
+      socket.data.limits = msg.limits;
+      deps.metrics.contributorJoined(socket.id, msg.agent.kind, msg.adapter.vendor);
+      if (msg.benchmark) socket.data.reportedGflops = msg.benchmark.matmulGflops;
+      socket.data.adapter = msg.adapter;
+      socket.data.agentKind = msg.agent.kind;
+      socket.data.accepts = msg.accepts;
+      socket.data.models = msg.models;
+      if (msg.kernels) {
+        socket.data.tuning = msg.kernels;
+        deps.census.join(socket.id, msg.kernels);
+      }
+      clearTimeout(helloTimer);
+      await socket.join(contributorRoom(contributor!.id));
+      log.info({ contributorId: contributor!.id, sessionId, kind: msg.agent.kind, adapter: msg.adapter }, 'contributor joined');
+      return { ok: true as const, contributorId: contributor!.id, token: token!, protocol: PROTOCOL_VERSION };
+    };
+
+    // Hello comes once per connection: a second one (or one racing the first) would switch identity under held leases.
+    let introducing = false;
     socket.on(
       'hello',
       handler(socket, log, guard, HelloSchema, async (msg) => {
-        if (msg.protocol !== PROTOCOL_VERSION) {
-          return { ok: false as const, error: { code: 'PROTOCOL_VERSION' as const, message: `this coordinator speaks protocol ${PROTOCOL_VERSION}, you sent ${msg.protocol}` } };
+        if (socket.data.contributorId || introducing) {
+          guard.onMalformed('second hello on one connection');
+          return badMessage('this connection has already said hello; to change identity, reconnect and say hello once');
         }
-        const now = Date.now();
-        const adapter = JSON.stringify(msg.adapter);
-        let token = msg.token;
-        let contributor = token ? await store.findContributorByTokenHash(sha256Hex(token)) : undefined;
-        if (contributor?.trust.status === 'banned') {
-          return { ok: false as const, error: { code: 'BANNED' as const, message: `this contributor is banned: ${contributor.statusReason ?? 'repeated bad results'}` } };
+        introducing = true;
+        try {
+          return await introduce(msg);
+        } finally {
+          introducing = false;
         }
-        if (contributor) {
-          await store.touchContributor(contributor.id, msg.agent.kind, adapter, now);
-        } else {
-          token = randomBytes(32).toString('base64url');
-          const id = randomUUID();
-          await store.registerContributor({ id, tokenHash: sha256Hex(token), kind: msg.agent.kind, adapter, now });
-          contributor = await store.getContributor(id);
-        }
-        socket.data.contributorId = contributor!.id;
-        await socket.join(contributorRoom(contributor!.id));
-        socket.data.limits = msg.limits;
-        deps.metrics.contributorJoined(socket.id, msg.agent.kind, msg.adapter.vendor);
-        if (msg.benchmark) socket.data.reportedGflops = msg.benchmark.matmulGflops;
-        socket.data.adapter = msg.adapter;
-        socket.data.agentKind = msg.agent.kind;
-        socket.data.accepts = msg.accepts;
-        socket.data.models = msg.models;
-        if (msg.kernels) {
-          socket.data.tuning = msg.kernels;
-          deps.census.join(socket.id, msg.kernels);
-        }
-        clearTimeout(helloTimer);
-        log.info({ contributorId: contributor!.id, sessionId, kind: msg.agent.kind, adapter: msg.adapter }, 'contributor joined');
-        return { ok: true as const, contributorId: contributor!.id, token: token!, protocol: PROTOCOL_VERSION };
       }),
     );
 
@@ -197,6 +249,11 @@ export function attachContributorChannel(io: ContributorServer, deps: ChannelDep
         const s = session(socket, sessionId);
         if (!s) return notIntroduced;
         const leases = await dispatcher.grant(s, msg.max);
+        if (!socket.connected) {
+          // The disconnect handler may have run before these leases existed: release them now, not at their deadline.
+          await dispatcher.sessionClosed(sessionId);
+          return { ok: true as const, leases: [] };
+        }
         if (leases.length === 0) idle.markIdle(socket.id);
         else idle.markBusy(socket.id);
         return leases.length > 0 ? { ok: true as const, leases } : { ok: true as const, leases, retryAfterMs: NO_RETRY_MS };
@@ -226,14 +283,13 @@ export function attachContributorChannel(io: ContributorServer, deps: ChannelDep
             change[field] = null;
             continue;
           }
-          const checked = checkDisplayName(value, field, field === 'team' ? 40 : 32);
+          const checked = checkPublicName(value, field, field === 'team' ? MAX_TEAM_NAME : MAX_CONTRIBUTOR_NAME);
           if (!checked.ok) return { ok: false as const, error: { code: 'BAD_NAME' as const, message: checked.message } };
-          const skeleton = nameSkeleton(checked.name);
-          if (RESERVED_SKELETONS.has(skeleton)) return { ok: false as const, error: { code: 'BAD_NAME' as const, message: `${field} "${checked.name}" is reserved` } };
-          change[field] = { display: checked.name, skeleton };
+          change[field] = { display: checked.name, skeleton: checked.skeleton };
         }
         const result = await store.setProfile(s.contributorId, change, Date.now());
-        if (!result.ok) return { ok: false as const, error: { code: 'BAD_NAME' as const, message: 'that name (or one that looks like it) is taken' } };
+        if (!result.ok)
+          return { ok: false as const, error: { code: 'BAD_NAME' as const, message: `name "${change.name?.display}" is taken by another contributor, or looks like one that is; choose another` } };
         return result;
       }),
     );
@@ -256,6 +312,9 @@ export function attachContributorChannel(io: ContributorServer, deps: ChannelDep
       deps.census.leave(socket.id);
       deps.metrics.contributorLeft(socket.id);
       dispatcher.sessionClosed(sessionId).catch((err: unknown) => log.error({ err }, 'releasing leases failed'));
+      // A client that leaves the namespace ("41") keeps its connection open, past every timeout, unless it is closed
+      // here: contributors use only this namespace, so the connection has nothing left to carry.
+      if (reason === 'client namespace disconnect') socket.conn.close();
     });
   });
 }
