@@ -25,6 +25,7 @@ import { authHeaders, downloadResult, makeDataDir, submitMatmul, waitForJob } fr
 import { spawnCoordinator } from '../test/support/coordinator-process';
 import { randomMatrix } from '../test/support/matrices';
 import { mlpModel } from '../test/support/onnx-builder';
+import { prng } from '../test/support/prng';
 import { SimContributor } from '../test/support/sim-contributor';
 import * as attack from './soak-attacks';
 
@@ -33,11 +34,7 @@ const minutes = Number(values.minutes);
 const contributorCount = Number(values.contributors);
 if (!(minutes > 0) || !(contributorCount >= 1)) throw new Error('--minutes takes a positive number and --contributors a whole number ≥ 1');
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
-}
-const rand = rng(Number(values.seed));
+const rand = prng(Number(values.seed));
 const run = promisify(execFile);
 
 interface Sample {
@@ -76,7 +73,8 @@ const pct = (xs: number[], p: number) => {
 
 async function main(): Promise<void> {
   const dataDir = await makeDataDir();
-  const coord = await spawnCoordinator(dataDir, { TESSERA_LOG_LEVEL: 'warn', TESSERA_KEY_REQUESTS_PER_MINUTE: '100000' });
+  // Per-key upload slots above the quota race's 8 parallel submits, so that the race reaches the quota check.
+  const coord = await spawnCoordinator(dataDir, { TESSERA_LOG_LEVEL: 'warn', TESSERA_KEY_REQUESTS_PER_MINUTE: '100000', TESSERA_KEY_MAX_CONCURRENT_UPLOADS: '8', TESSERA_MAX_CONCURRENT_UPLOADS: '16' });
   const url = coord.url;
   const pid = coord.child.pid!;
   const attacker = await createKey(dataDir, 'attacker', ['--requests-per-minute', '100000']);

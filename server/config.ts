@@ -1,4 +1,4 @@
-import { hostname } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 
@@ -12,6 +12,9 @@ const EnvSchema = z.object({
   TESSERA_DATA_DIR: z.string().default('./data'),
   TESSERA_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   TESSERA_MAX_UPLOAD_BYTES: int(1024 ** 3, 1024),
+  TESSERA_MAX_CONCURRENT_UPLOADS: int(8, 1),
+  TESSERA_KEY_MAX_CONCURRENT_UPLOADS: int(4, 1),
+  TESSERA_UPLOAD_IDLE_SECONDS: z.coerce.number().positive().max(3600).default(60),
   TESSERA_MAX_DIM: int(65536, 1),
   TESSERA_MAX_ELEMENTS: int(2 ** 28, 1),
   TESSERA_MAX_PANEL_BYTES: int(16 * 1024 ** 2, 4096),
@@ -26,6 +29,9 @@ const EnvSchema = z.object({
   TESSERA_TILES_FOLLOW_KERNELS: z.enum(['on', 'off']).default('on'),
   TESSERA_INFERENCE_SHARD_SECONDS: z.coerce.number().positive().max(3600).default(2),
   TESSERA_INFERENCE_CHECKS: int(1, 1),
+  // 0: one verification thread per core (os.availableParallelism()).
+  TESSERA_VERIFY_THREADS: int(0, 0).pipe(z.number().max(256)),
+  TESSERA_VERIFY_TASK_SECONDS: z.coerce.number().positive().max(3600).default(30),
   TESSERA_KEY_MAX_JOBS: int(16, 1),
   TESSERA_KEY_MAX_STORED_BYTES: int(20 * 1024 ** 3, 1024),
   TESSERA_KEY_MAX_UPLOAD_BYTES: int(1024 ** 3, 1024),
@@ -41,6 +47,7 @@ const EnvSchema = z.object({
   // The node id prefixes this node's contributor sessions in the shared store, so ':' is not allowed in it.
   TESSERA_NODE_ID: optional(z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'letters, digits, ".", "_" and "-" only, at most 64')),
   TESSERA_FINALIZE_POLL_MS: int(5_000, 100),
+  TESSERA_BLOB_SECRET: optional(z.string().min(32, 'must be at least 32 characters (e.g. `openssl rand -base64 32`)')),
 });
 
 export interface Config {
@@ -49,6 +56,10 @@ export interface Config {
   dataDir: string;
   logLevel: z.infer<typeof EnvSchema>['TESSERA_LOG_LEVEL'];
   maxUploadBytes: number;
+  /** Job submissions being received or checked at once, over all keys and per key; more are answered 429. */
+  maxConcurrentUploads: { total: number; perKey: number };
+  /** An upload from which nothing arrives for this long is cut off (408). */
+  uploadIdleMs: number;
   maxDim: number;
   maxElements: number;
   maxPanelBytes: number;
@@ -66,6 +77,10 @@ export interface Config {
   inferenceShardSeconds: number;
   /** Samples of each inference shard the coordinator recomputes on its CPU to verify it. */
   inferenceChecks: number;
+  /** Worker threads that verify results (and do other heavy work) off the event loop. */
+  verifyThreads: number;
+  /** Longest one verification task may run on its thread; past it the shard is requeued without a strike. */
+  verifyTaskMs: number;
   /** Limits given to keys created without their own (and to the local key). */
   keyDefaults: { maxConcurrentJobs: number; maxStoredBytes: number; maxUploadBytes: number; requestsPerMinute: number };
   resultTtlMs: number;
@@ -81,6 +96,8 @@ export interface Config {
    * optionally, one Redis (Socket.IO broadcasts, REST rate limits). Absent: embedded SQLite and local files.
    */
   cluster?: ClusterConfig;
+  /** Key that signs the blob URLs in leases; absent: a random key kept in the store (shared by every node on one database). */
+  blobSecret?: string;
   /** Directory of the built contributor page; absent in tests that need no page. */
   clientDir?: string;
 }
@@ -110,6 +127,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     dataDir: resolve(e.TESSERA_DATA_DIR),
     logLevel: e.TESSERA_LOG_LEVEL,
     maxUploadBytes: e.TESSERA_MAX_UPLOAD_BYTES,
+    maxConcurrentUploads: { total: e.TESSERA_MAX_CONCURRENT_UPLOADS, perKey: e.TESSERA_KEY_MAX_CONCURRENT_UPLOADS },
+    uploadIdleMs: e.TESSERA_UPLOAD_IDLE_SECONDS * 1000,
     maxDim: e.TESSERA_MAX_DIM,
     maxElements: e.TESSERA_MAX_ELEMENTS,
     maxPanelBytes: e.TESSERA_MAX_PANEL_BYTES,
@@ -124,6 +143,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     tilesFollowKernels: e.TESSERA_TILES_FOLLOW_KERNELS === 'on',
     inferenceShardSeconds: e.TESSERA_INFERENCE_SHARD_SECONDS,
     inferenceChecks: e.TESSERA_INFERENCE_CHECKS,
+    verifyThreads: e.TESSERA_VERIFY_THREADS || availableParallelism(),
+    verifyTaskMs: e.TESSERA_VERIFY_TASK_SECONDS * 1000,
     keyDefaults: {
       maxConcurrentJobs: e.TESSERA_KEY_MAX_JOBS,
       maxStoredBytes: e.TESSERA_KEY_MAX_STORED_BYTES,
@@ -135,6 +156,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     trustProxy: e.TESSERA_TRUST_PROXY,
     metricsToken: e.TESSERA_METRICS_TOKEN,
     rateLimit: { perSecond: e.TESSERA_RATE_LIMIT_PER_SECOND, burst: e.TESSERA_RATE_LIMIT_BURST },
+    ...(e.TESSERA_BLOB_SECRET ? { blobSecret: e.TESSERA_BLOB_SECRET } : {}),
     ...(e.TESSERA_DATABASE_URL ? { cluster: clusterConfig(e, e.TESSERA_DATABASE_URL) } : {}),
   };
 }

@@ -6,6 +6,7 @@ import { Server as SocketServer } from 'socket.io';
 import { MAX_RESULT_BYTES } from '../shared/protocol';
 import type { Config } from './config';
 import { ensureLocalKey } from './auth/api-keys';
+import { KeyRevocations } from './auth/key-revocations';
 import { createApp } from './http/app';
 import { JobFinisher, type NodeIdentity } from './jobs/job-finisher';
 import { createLogger, type Logger } from './logger';
@@ -23,14 +24,19 @@ import { RedisLink } from './realtime/redis-link';
 import { WorkSignal } from './realtime/work-signal';
 import { FreivaldsVerifier } from './verify/matmul-verifier';
 import { CanaryVerifier } from './verify/canary-verifier';
-import { ReplicationVerifier } from './verify/replication-verifier';
-import { InferenceJobs, InferenceVerifier, inferenceReplicasAgree } from './verify/inference-verifier';
+import { ReplicationVerifier, matmulReplicaRules } from './verify/replication-verifier';
+import { InferenceJobs, InferenceVerifier, inferenceReplicaRules } from './verify/inference-verifier';
+import { WorkerPool } from './workers/pool';
 import { ResultIntake } from './scheduler/result-intake';
 import { CanaryPool } from './trust/canary-pool';
 import { TrustKeeper } from './trust/trust-keeper';
 import { PanelCache } from './verify/panel-cache';
+import { BlobCapability, loadBlobKey } from './http/blob-capability';
 
 const VERSION = '0.1.0';
+/** How soon a key revoked by another process (the keys CLI, another node) takes effect here. */
+const KEY_REVOCATION_POLL_MS = 500;
+const KEY_REVOCATION_SWEEP_MS = 30_000;
 
 export interface Coordinator {
   /** Base URL, e.g. http://127.0.0.1:8080 */
@@ -54,6 +60,7 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
   const { store, blobs, results } = storage;
   const cluster = config.cluster;
   const node: NodeIdentity | undefined = cluster ? { nodeId: cluster.nodeId, sessionPrefix: `${cluster.nodeId}:` } : undefined;
+  const blobUrls = new BlobCapability(await loadBlobKey(store, config.blobSecret));
   const finisher = new JobFinisher(store, results, blobs, log, node);
   await finisher.recover();
   await ensureLocalKey(store, config.dataDir, config.keyDefaults, log, config.logLevel !== 'silent').catch(async (err: unknown) => {
@@ -69,6 +76,8 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
     maxHttpBufferSize: MAX_RESULT_BYTES + 64 * 1024,
     pingInterval: 10_000,
     pingTimeout: 20_000,
+    // A connection that joins no namespace is closed as soon as one that says no hello would be.
+    connectTimeout: config.helloTimeoutMs,
     // Contributor pages are served by the coordinator itself; other origins only when the operator lists them.
     ...(config.corsOrigins.length > 0 ? { cors: { origin: config.corsOrigins } } : {}),
   });
@@ -90,6 +99,8 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
     signal?.publish(shards);
   };
   const panels = new PanelCache(blobs, 512 * 1024 * 1024);
+  // Verification (and other CPU-heavy work) runs on these threads, never on the event loop.
+  const workers = new WorkerPool({ threads: config.verifyThreads, taskTimeoutMs: config.verifyTaskMs });
   const trust = new TrustKeeper({
     store,
     blobs,
@@ -113,21 +124,23 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
     speculateAfterMs: config.speculateAfterMs,
     log,
     notify: { workAvailable },
+    blobUrls,
   });
-  const inferenceJobs = new InferenceJobs(store, blobs);
+  const inferenceJobs = new InferenceJobs(store);
   const intake = new ResultIntake({
     store,
     results,
     finisher,
     trust,
     verifiers: {
-      freivalds: new FreivaldsVerifier(panels),
-      replication: new ReplicationVerifier(store, blobs),
-      canary: new CanaryVerifier(store, panels),
-      inference: new InferenceVerifier(inferenceJobs, panels),
-      inferenceReplication: new ReplicationVerifier(store, blobs, Math.random, inferenceReplicasAgree(inferenceJobs)),
+      freivalds: new FreivaldsVerifier(panels, workers),
+      replication: new ReplicationVerifier(store, blobs, matmulReplicaRules(panels, workers)),
+      canary: new CanaryVerifier(store, panels, workers),
+      inference: new InferenceVerifier(inferenceJobs, panels, workers),
+      inferenceReplication: new ReplicationVerifier(store, blobs, inferenceReplicaRules(inferenceJobs, panels, workers)),
     },
     maxShardFailures: config.maxShardFailures,
+    verifyTaskSeconds: config.verifyTaskMs / 1000,
     log,
     metrics,
     onRequeued: workAvailable,
@@ -138,15 +151,36 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
   });
   attachContributorChannel(io, { ...(node ? { sessionPrefix: node.sessionPrefix } : {}), store, dispatcher, intake, trust, idle, census, metrics, rateLimit: config.rateLimit, helloTimeoutMs: config.helloTimeoutMs, log });
 
+  const revokeLeases = (revoked: { sessionId: string; shardId: string }[], reason: string) => {
+    for (const r of revoked) io.to(r.sessionId).emit('lease:revoked', { shardId: r.shardId, reason });
+  };
+  const revocations = new KeyRevocations({
+    store,
+    log,
+    pollMs: KEY_REVOCATION_POLL_MS,
+    sweepMs: KEY_REVOCATION_SWEEP_MS,
+    async cancelJob(jobId, reason) {
+      const now = Date.now();
+      const cancelled = await store.cancelJob(jobId, now, reason);
+      // Another node (or the requester) ended it first: its leases and inputs are already dealt with.
+      if (!cancelled || cancelled.job.completedAt !== now) return false;
+      await finisher.discard(jobId);
+      revokeLeases(cancelled.revoked, reason);
+      return true;
+    },
+  });
+
   let ready = false;
   app = createApp({
     config,
     store,
     blobs,
+    blobUrls,
     results,
     finisher,
     census,
     benchmarks,
+    workers,
     intake,
     metrics,
     network,
@@ -159,15 +193,15 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
       if (model) dispatcher.inferenceQueued(model.jobId, model.sha256);
       workAvailable(shards);
     },
-    onJobCancelled: (revoked) => {
-      for (const r of revoked) io.to(r.sessionId).emit('lease:revoked', { shardId: r.shardId, reason: 'job cancelled' });
-    },
+    onJobCancelled: (revoked) => revokeLeases(revoked, 'job cancelled'),
+    revocations,
   });
   await new Promise<void>((resolve, reject) => {
     http.once('error', reject);
     http.listen(config.port, config.host, resolve);
   });
   dispatcher.start();
+  await revocations.start();
   network.start((err) => log.error({ err }, 'network snapshot failed'));
   const expirer = setInterval(() => {
     finisher.expireResults(Date.now() - config.resultTtlMs).catch((err: unknown) => log.error({ err }, 'result expiry failed'));
@@ -195,6 +229,7 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
     async close() {
       ready = false;
       dispatcher.stop();
+      await revocations.stop();
       clearInterval(expirer);
       clearInterval(finalizer);
       network.stop();
@@ -202,6 +237,7 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
       await new Promise<void>((resolve) => io.close(() => resolve()));
       await new Promise((resolve) => setTimeout(resolve, 50)); // let disconnect handlers finish their store updates
       http.closeAllConnections();
+      await workers.close();
       // Leases of the sockets just closed go back to the queue before the store closes (this node's only).
       await store.releaseAllActiveLeases(Date.now(), node?.sessionPrefix);
       await signal?.close();

@@ -14,7 +14,8 @@ import { parseShapeText } from '../../shared/tensor-shape';
 import { HttpError } from '../http/http-error';
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics/metrics';
-import type { JobRecord, Store } from '../store/store';
+import { tooManyActiveJobs } from '../jobs/job-commit';
+import { QuotaExceededError, type JobQuota, type JobRecord, type Store } from '../store/store';
 import type { TrustKeeper } from '../trust/trust-keeper';
 import { benchmarkReport } from './benchmark-report';
 
@@ -59,7 +60,7 @@ export interface BenchmarkSession {
 export class BenchmarkService {
   constructor(private readonly deps: BenchmarkServiceDeps) {}
 
-  async accept(fields: Record<string, string>, owner: string, now = Date.now()): Promise<JobRecord> {
+  async accept(fields: Record<string, string>, owner: string, quota?: JobQuota, now = Date.now()): Promise<JobRecord> {
     const parsed = BenchmarkFieldsSchema.safeParse(fields);
     if (!parsed.success) throw new HttpError(400, 'BAD_REQUEST', `form field ${describeZodError(parsed.error)}`);
     const f = parsed.data;
@@ -77,18 +78,25 @@ export class BenchmarkService {
     if (!spec.success) throw new HttpError(400, 'BAD_REQUEST', `${describeZodError(spec.error)} (each dimension from 1 to 4096, at most 8 shapes)`);
     const id = randomUUID();
     const max = (d: 'm' | 'k' | 'n') => Math.max(...spec.data.shapes.map((s) => s[d]));
-    await this.deps.store.createBenchmarkJob({
-      id,
-      owner,
-      priority: f.priority,
-      spec: JSON.stringify(spec.data),
-      m: max('m'),
-      k: max('k'),
-      n: max('n'),
-      contributors: spec.data.contributors,
-      waitUntil: now + f.wait * 1000,
-      now,
-    });
+    try {
+      await this.deps.store.createBenchmarkJob({
+        id,
+        owner,
+        priority: f.priority,
+        spec: JSON.stringify(spec.data),
+        m: max('m'),
+        k: max('k'),
+        n: max('n'),
+        contributors: spec.data.contributors,
+        waitUntil: now + f.wait * 1000,
+        now,
+        ...(quota ? { quota } : {}),
+      });
+    } catch (err) {
+      // A benchmark stores nothing of the requester's, so only its job count can be over.
+      if (err instanceof QuotaExceededError) throw tooManyActiveJobs(err.usage.activeJobs);
+      throw err;
+    }
     return (await this.deps.store.getJob(id))!;
   }
 

@@ -9,6 +9,7 @@ import type { BlobStore } from '../storage/blob-store';
 import { apiDocsRouter } from './api-docs';
 import { apiKeyOf, requireApiKey } from './auth';
 import { blobsRouter } from './blobs-routes';
+import type { BlobCapability } from './blob-capability';
 import { contributorsRouter } from './contributors-routes';
 import { errorHandler, HttpError } from './http-error';
 import { jobsRouter, type JobsRouteDeps } from './jobs-routes';
@@ -22,6 +23,7 @@ import type { Metrics } from '../metrics/metrics';
 
 export interface AppDeps extends JobsRouteDeps {
   blobs: BlobStore;
+  blobUrls: BlobCapability;
   intake: ResultIntake;
   metrics: Metrics;
   network: NetworkStats;
@@ -68,7 +70,7 @@ export function createApp(deps: AppDeps): Express {
   const openapi = buildOpenApi(deps.version);
   const api = express.Router();
   api.get('/openapi.json', (_req, res) => res.json(openapi));
-  api.use(blobsRouter(deps.blobs, deps.metrics));
+  api.use(blobsRouter(deps.blobs, deps.blobUrls, deps.metrics));
   api.use(contributorsRouter(deps.store));
   api.use(networkRouter(deps.network, deps.benchmarks));
   api.use(resultsRouter(deps.store, deps.intake, deps.metrics, deps.benchmarks));

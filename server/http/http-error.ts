@@ -8,6 +8,8 @@ export class HttpError extends Error {
     readonly status: number,
     readonly code: string,
     message: string,
+    /** For 429 and 503: when the client may try again, sent as Retry-After. */
+    readonly opts: { retryAfterSeconds?: number } = {},
   ) {
     super(message);
     this.name = 'HttpError';
@@ -31,6 +33,7 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
     }
     if (err instanceof HttpError) {
       if (err.status >= 500) log.error({ err, url: req.originalUrl }, 'request failed');
+      if (err.opts.retryAfterSeconds !== undefined) res.set('Retry-After', String(err.opts.retryAfterSeconds));
       res.status(err.status).json({ error: { code: err.code, message: err.message } });
       return;
     }

@@ -9,6 +9,7 @@ import type { InferenceSpec } from '../../shared/inference-job';
 import { acceptInferenceJob, INPUT_FIELD } from '../jobs/inference-intake';
 import type { Config } from '../config';
 import type { JobFinisher } from '../jobs/job-finisher';
+import { tooManyActiveJobs } from '../jobs/job-commit';
 import { acceptMatmulJob } from '../jobs/matmul-intake';
 import type { Logger } from '../logger';
 import type { BlobStore } from '../storage/blob-store';
@@ -16,9 +17,11 @@ import type { ResultFiles } from '../storage/result-files';
 import type { JobRecord, Store } from '../store/store';
 import { apiKeyOf } from './auth';
 import { HttpError } from './http-error';
-import { streamJobEvents } from './job-events';
+import type { WorkerPool } from '../workers/pool';
+import { streamJobEvents, type StreamKey } from './job-events';
 import { toJobView } from './job-view';
-import { receiveMultipart } from './multipart';
+import { receiveMultipart, type MultipartBody } from './multipart';
+import { UploadSlots } from './upload-slots';
 
 export interface JobsRouteDeps {
   config: Config;
@@ -28,10 +31,14 @@ export interface JobsRouteDeps {
   finisher: JobFinisher;
   census: TuningCensus;
   benchmarks: BenchmarkService;
+  /** Heavy checks of uploads (an inference model's analysis) run here, off the event loop. */
+  workers: WorkerPool;
   log: Logger;
   /** `model`: an inference job's model package, whose holders get the job first. */
   onJobQueued(shards: number, model?: { jobId: string; sha256: string }): void;
   onJobCancelled(revoked: { sessionId: string; shardId: string }[]): void;
+  /** Where event streams hear that their key was revoked. */
+  revocations: StreamKey['revocations'];
 }
 
 const JobIdSchema = z.string().uuid();
@@ -51,6 +58,7 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
   const { config, store } = deps;
   const router = Router();
   const uploadDir = join(config.dataDir, 'uploads');
+  const uploadSlots = new UploadSlots(config.maxConcurrentUploads);
 
   const specOf = async (job: JobRecord): Promise<InferenceSpec | undefined> => {
     if (job.type !== 'inference') return undefined;
@@ -69,48 +77,61 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
 
   router.post('/jobs', async (req, res) => {
     const key = apiKeyOf(res);
+    // Cheap checks before the body is read (the quota is taken again, atomically, when the job is committed).
+    // The connection is kept, so Node discards the body unread and a client still sending gets the answer.
     const usage = await store.ownerUsage(key.id);
-    if (usage.activeJobs >= key.maxConcurrentJobs) {
-      res.set('Connection', 'close');
-      throw new HttpError(429, 'QUOTA_EXCEEDED', `you have ${usage.activeJobs} jobs queued or running, the most this key allows; wait for one to finish or cancel one`);
-    }
-    await mkdir(uploadDir, { recursive: true });
-    const maxFileBytes = Math.min(config.maxUploadBytes, key.maxUploadBytes);
-    const body = await receiveMultipart(req, uploadDir, { maxFileBytes, allowedFiles: ['a', 'b', 'model', 'input'], namedFiles: { pattern: INPUT_FIELD, max: 16 } }).catch((err: unknown) => {
-      if (err instanceof HttpError && err.status === 413) res.set('Connection', 'close');
-      throw err;
+    if (usage.activeJobs >= key.maxConcurrentJobs) throw tooManyActiveJobs(usage.activeJobs);
+    const release = uploadSlots.acquire(key.id);
+    // A client leaving mid-upload or while its job is cut stops the intake: a job nobody will hear of is not committed.
+    const gone = new AbortController();
+    res.on('close', () => {
+      if (!res.writableFinished) gone.abort(new HttpError(400, 'UPLOAD_ABORTED', 'the client closed the connection before the job was accepted'));
     });
+    let body: MultipartBody;
+    try {
+      await mkdir(uploadDir, { recursive: true });
+      const maxFileBytes = Math.min(config.maxUploadBytes, key.maxUploadBytes);
+      body = await receiveMultipart(req, uploadDir, { maxFileBytes, allowedFiles: ['a', 'b', 'model', 'input'], namedFiles: { pattern: INPUT_FIELD, max: 16 }, idleMs: config.uploadIdleMs });
+    } catch (err) {
+      release();
+      if (err instanceof HttpError && (err.status === 413 || err.status === 408)) res.set('Connection', 'close');
+      throw err;
+    }
+    const quota = { maxActiveJobs: key.maxConcurrentJobs, maxStoredBytes: key.maxStoredBytes };
+    let accepted: { job: JobRecord; spec?: InferenceSpec; log: Record<string, unknown> };
     try {
       if (body.fields.type === undefined) throw new HttpError(400, 'MISSING_FIELD', `missing form field "type"; one of: ${JOB_TYPES.join(', ')}`);
       if (!(JOB_TYPES as readonly string[]).includes(body.fields.type)) {
         throw new HttpError(400, 'UNKNOWN_JOB_TYPE', `unknown job type ${JSON.stringify(body.fields.type)}; one of: ${JOB_TYPES.join(', ')}`);
       }
       const storage = { used: usage.storedBytes, limit: key.maxStoredBytes };
-      let accepted: { job: JobRecord; spec?: InferenceSpec; log: Record<string, unknown> };
       if (body.fields.type === 'benchmark') {
         const extra = Object.keys(body.files);
         if (extra.length > 0) throw new HttpError(400, 'UNEXPECTED_FILE', `a benchmark takes no files (got ${extra.map((f) => JSON.stringify(f)).join(', ')}); its inputs are generated from a seed`);
-        const job = await deps.benchmarks.accept(body.fields, key.id);
+        // A benchmark stores nothing of the requester's: only its job count is limited.
+        const job = await deps.benchmarks.accept(body.fields, key.id, { ...quota, maxStoredBytes: Number.POSITIVE_INFINITY });
         accepted = { job, log: { type: 'benchmark', contributors: job.totalShards } };
       } else if (body.fields.type === 'inference') {
         const fields = parseOrThrow(InferenceFieldsSchema, body.fields, 'form field');
-        const { job, spec } = await acceptInferenceJob(deps, body.files, { owner: key.id, priority: fields.priority, verification: fields.verification, storage });
+        const { job, spec } = await acceptInferenceJob(deps, body.files, { owner: key.id, priority: fields.priority, verification: fields.verification, storage, quota, signal: gone.signal });
         accepted = { job, spec, log: { type: 'inference', batch: job.m, shards: job.totalShards } };
       } else {
         const stray = Object.keys(body.files).filter((f) => f !== 'a' && f !== 'b');
         if (stray.length > 0) throw new HttpError(400, 'UNEXPECTED_FILE', `unexpected file field "${stray[0]}"; this job takes: a, b`);
         const fields = parseOrThrow(SubmitFieldsSchema, body.fields, 'form field');
-        const job = await acceptMatmulJob(deps, body.files, { owner: key.id, priority: fields.priority, verification: fields.verification, storage });
+        const job = await acceptMatmulJob(deps, body.files, { owner: key.id, priority: fields.priority, verification: fields.verification, storage, quota, signal: gone.signal });
         accepted = { job, log: { m: job.m, k: job.k, n: job.n, shards: job.totalShards } };
       }
-      const { job, spec } = accepted;
-      res.locals.jobId = job.id;
-      deps.log.info({ requestId: res.locals.requestId, jobId: job.id, owner: key.name, ...accepted.log }, 'job accepted');
-      deps.onJobQueued(job.totalShards, spec && { jobId: job.id, sha256: spec.model.sha256 });
-      res.status(201).location(`/api/v1/jobs/${job.id}`).json(toJobView(job, spec));
     } finally {
+      // Before the answer: a client that sends its next job on hearing back finds its slot free and no file of this one left.
       await body.cleanup();
+      release();
     }
+    const { job, spec } = accepted;
+    res.locals.jobId = job.id;
+    deps.log.info({ requestId: res.locals.requestId, jobId: job.id, owner: key.name, ...accepted.log }, 'job accepted');
+    deps.onJobQueued(job.totalShards, spec && { jobId: job.id, sha256: spec.model.sha256 });
+    res.status(201).location(`/api/v1/jobs/${job.id}`).json(toJobView(job, spec));
   });
 
   router.get('/jobs', async (req, res) => {
@@ -126,7 +147,7 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
 
   router.get('/jobs/:id/events', async (req, res) => {
     const job = await loadJob(req.params.id, res);
-    await streamJobEvents(req, res, job.id, store);
+    await streamJobEvents(req, res, job.id, store, { keyId: apiKeyOf(res).id, revocations: deps.revocations });
   });
 
   router.get('/jobs/:id/result', async (req, res) => {

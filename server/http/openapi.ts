@@ -145,20 +145,26 @@ export function buildOpenApi(version: string): Json {
       '/api/v1/jobs/{id}/events': {
         get: {
           summary: 'Status and progress as Server-Sent Events until the job ends',
-          description: '`event: progress` carries a Job; `event: end` closes the stream.',
+          description: '`event: progress` carries a Job; `event: end` closes the stream, or `event: revoked` (`{ code: "KEY_REVOKED", message }`) once the API key is revoked.',
           parameters: [jobId],
           responses: { '200': { description: 'an event stream', content: { 'text/event-stream': { schema: { type: 'string' } } } }, '404': error('no such job of yours') },
         },
       },
       '/api/v1/blobs/{sha256}': {
         get: {
-          summary: 'A content-addressed input panel (for contributors)',
+          summary: 'A content-addressed input panel or model package (for contributors holding a lease)',
+          description: 'Only through the signed, expiring URL a lease carries (`url` of a blob reference; see docs/protocol.md): `exp` and `sig` are part of it.',
           security: [],
-          parameters: [{ name: 'sha256', in: 'path', required: true, schema: { type: 'string', pattern: '^[0-9a-f]{64}$' } }],
+          parameters: [
+            { name: 'sha256', in: 'path', required: true, schema: { type: 'string', pattern: '^[0-9a-f]{64}$' } },
+            { name: 'exp', in: 'query', required: true, description: 'expiry, Unix seconds, as the lease gave it', schema: { type: 'string', pattern: '^[0-9]{1,12}$' } },
+            { name: 'sig', in: 'query', required: true, description: 'signature, as the lease gave it', schema: { type: 'string', pattern: '^[A-Za-z0-9_-]{43}$' } },
+          ],
           responses: {
-            '200': { description: 'raw float32, immutable', content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } },
+            '200': { description: 'the raw bytes; immutable, private (no shared caches)', content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } },
             '206': { description: 'a byte range' },
             '400': error('not a sha256'),
+            '403': error('BLOB_FORBIDDEN: no valid signature for this blob; BLOB_URL_EXPIRED: the URL expired with its lease'),
             '404': error('no such blob'),
           },
         },

@@ -1,5 +1,8 @@
 import { HttpError } from './http-error';
 
+/** A slot frees as soon as an upload in progress is answered: a few seconds is a fair wait. */
+const RETRY_AFTER_S = 5;
+
 /**
  * Counts job submissions being received and checked, over all keys and per
  * key. Each holds a temporary file per upload and a panel's worth of memory
@@ -12,7 +15,7 @@ export class UploadSlots {
 
   constructor(private readonly limits: { total: number; perKey: number }) {}
 
-  /** Takes a slot for the key, or throws 429 (the caller sends Retry-After); returns the release, safe to call twice. */
+  /** Takes a slot for the key, or throws 429 with Retry-After; returns the release, safe to call twice. */
   acquire(keyId: string): () => void {
     const mine = this.byKey.get(keyId) ?? 0;
     if (mine >= this.limits.perKey) {
@@ -20,10 +23,13 @@ export class UploadSlots {
         429,
         'TOO_MANY_UPLOADS',
         `this key already has ${mine} job submissions in progress, the most it may have at once; wait for one to be answered, then send this one again`,
+        { retryAfterSeconds: RETRY_AFTER_S },
       );
     }
     if (this.total >= this.limits.total) {
-      throw new HttpError(429, 'TOO_MANY_UPLOADS', `the coordinator is receiving ${this.total} job submissions, the most it takes at once; send this one again in a few seconds`);
+      throw new HttpError(429, 'TOO_MANY_UPLOADS', `the coordinator is receiving ${this.total} job submissions, the most it takes at once; send this one again in a few seconds`, {
+        retryAfterSeconds: RETRY_AFTER_S,
+      });
     }
     this.total++;
     this.byKey.set(keyId, mine + 1);

@@ -70,7 +70,7 @@ export class IntakeBlobs {
     const marker = new Promise<void>((resolve) => (done = resolve));
     for (const sha of candidates) deleting.set(sha, marker);
     try {
-      const referenced = await store.referencedBlobs();
+      const referenced = await store.referencedBlobs(candidates);
       for (const sha of candidates) if (!referenced.has(sha)) await this.blobs.delete(sha).catch(() => undefined);
     } finally {
       for (const sha of candidates) deleting.delete(sha);

@@ -10,6 +10,7 @@ import type { BlobStore } from '../storage/blob-store';
 import type { ResultFiles } from '../storage/result-files';
 import type { TuningCensus } from '../scheduler/tuning-census';
 import type { JobQuota, JobRecord, NewJob, NewShard, PanelRecord, Store, VerificationMethod } from '../store/store';
+import { FLOAT32_MAX, float32SumMayOverflow } from '../../shared/result-compare';
 
 export interface MatmulIntakeDeps {
   config: Config;
@@ -41,7 +42,6 @@ async function inspectMatrix(file: UploadedFile, config: Config): Promise<NpyHea
 }
 
 /** The largest finite float32. */
-export const FLOAT32_MAX = 3.4028234663852886e38;
 
 /**
  * Checks an operand in one streaming pass. NaN and Infinity propagate through
@@ -117,12 +117,12 @@ export async function acceptMatmulJob(
         // Every element of C is a sum of K products, each at most max|a|·max|b|: past float32's range an
         // honest contributor's tile is Infinity and could only be blamed on it.
         const bound = maxA * maxB * k;
-        if (bound >= FLOAT32_MAX) {
+        if (float32SumMayOverflow(bound, k)) {
           throw new HttpError(
             400,
             'PRODUCT_OVERFLOW',
             `the product may not fit in float32: max|a|·max|b|·K = ${maxA.toExponential(3)}·${maxB.toExponential(3)}·${k} = ${bound.toExponential(3)}, ` +
-              `not below the float32 maximum ${FLOAT32_MAX.toExponential(7)}; scale a or b down (and the result back up)`,
+              `with float32 rounding over K terms not safely below the float32 maximum ${FLOAT32_MAX.toExponential(7)}; scale a or b down (and the result back up)`,
           );
         }
         // One buffer, reused: a panel's bytes are written out before the next panel is read.

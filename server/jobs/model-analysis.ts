@@ -36,6 +36,8 @@ export interface ModelAnalysisInput {
   maxDim: number;
   /** Most output values of a job. */
   maxElements: number;
+  /** Largest A panel (one shard's samples of every input), as for matmul: the intake cuts one in memory at a time. */
+  maxPanelBytes?: number;
   /** Defaults to MODEL_LIMITS. */
   limits?: ModelLimits;
 }
@@ -135,9 +137,9 @@ const fits = (plan: InferencePlan) => plan.largestBufferBytes <= SHARD_MAX_BUFFE
 export function samplesPerShard(
   graph: ModelGraph,
   batch: number,
-  perSample: { flops: number; width: number },
+  perSample: { flops: number; width: number; inputFloats: number },
   plans: { one: InferencePlan; two: InferencePlan },
-  sizing: Pick<ModelAnalysisInput, 'gflops' | 'shardSeconds' | 'targetTiles'>,
+  sizing: Pick<ModelAnalysisInput, 'gflops' | 'shardSeconds' | 'targetTiles' | 'maxPanelBytes'>,
 ): number {
   const gflops = Number.isFinite(sizing.gflops) && sizing.gflops > 0 ? sizing.gflops : 1;
   const { one, two } = plans;
@@ -148,6 +150,7 @@ export function samplesPerShard(
     Math.floor((gflops * 1e9 * sizing.shardSeconds) / Math.max(perSample.flops, 1)),
     Math.ceil(batch / Math.max(1, sizing.targetTiles)),
     Math.floor(MAX_RESULT_BYTES / (perSample.width * 4)),
+    sizing.maxPanelBytes ? Math.floor(sizing.maxPanelBytes / Math.max(perSample.inputFloats * 4, 1)) : batch,
     within(SHARD_MAX_TOTAL_BYTES, one.totalBytes - slope((p) => p.totalBytes), slope((p) => p.totalBytes)),
     within(SHARD_MAX_BUFFER_BYTES, 0, slope((p) => p.largestBufferBytes)),
   ];
@@ -222,7 +225,8 @@ function analyze(input: ModelAnalysisInput): ModelAccepted {
   if (batch * width > input.maxElements) throw new Refusal(413, 'TOO_LARGE', `the outputs would hold ${batch * width} values, over the limit of ${input.maxElements}`);
 
   const flopsPerSample = two.flops - one.flops || one.flops;
-  const rows = samplesPerShard(graph, batch, { flops: flopsPerSample, width }, { one, two }, input);
+  const inputFloats = inputFields.reduce((sum, field) => sum + shapes.get(field)!.slice(1).reduce((p, d) => p * d, 1), 0);
+  const rows = samplesPerShard(graph, batch, { flops: flopsPerSample, width, inputFloats }, { one, two }, input);
   return {
     ok: true,
     inputFields,

@@ -223,6 +223,14 @@ const MIGRATIONS: readonly string[] = [
     claimed_at INTEGER NOT NULL
   );
   `,
+  // Network-wide settings decided once (the blob URL signing key), kept across restarts.
+  `
+  CREATE TABLE settings (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+  );
+  `,
 ];
 
 /**

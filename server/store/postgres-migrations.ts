@@ -241,6 +241,14 @@ const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (job_id, idx)
   );
   `,
+  // v5: network-wide settings decided once by the first node to start (the blob URL signing key).
+  `
+  CREATE TABLE settings (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+  );
+  `,
 ];
 
 /** The advisory lock key that serialises migration runs across coordinators ("tess" in ASCII). */

@@ -5,6 +5,7 @@ import type { JobStatus, JobType } from '../../shared/api';
 import type { TrustRecord, TrustStatus } from '../trust/reputation';
 import { migratePostgres } from './postgres-migrations';
 import { inTransaction, RETRYABLE_SQLSTATES } from '../storage/pg-transaction';
+import { quotaViolation } from './store';
 import type {
   AcceptOutcome,
   ApiKeyRecord,
@@ -28,6 +29,7 @@ import type {
   PendingResult,
   ProfileChange,
   RejectOutcome,
+  RevokedKey,
   ShardWork,
   Store,
   TeamRow,
@@ -266,6 +268,13 @@ export class PostgresStore implements Store {
 
   async createJob(job: NewJob): Promise<void> {
     await this.tx(async (c) => {
+      if (job.quota && job.owner !== null) {
+        // One owner's commits take turns on an advisory lock, taken before any row lock (so it joins no lock cycle);
+        // each then counts the usage the previous ones committed.
+        await c.query(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, [`tessera.quota:${job.owner}`]);
+        const over = quotaViolation(job, await this.usageOf(c, job.owner));
+        if (over) throw over;
+      }
       await c.query(
         `INSERT INTO jobs (id, type, status, owner, priority, verification, hidden, m, k, n, tile_rows, tile_cols, total_shards, input_bytes, result_bytes, created_at, updated_at)
          VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)`,
@@ -428,8 +437,14 @@ export class PostgresStore implements Store {
     return rows.map((r) => r.sha);
   }
 
-  async referencedBlobs(): Promise<Set<string>> {
-    const rows = await this.rows<{ sha256: string }>(this.pool, `SELECT sha256 FROM job_panels UNION SELECT sha256 FROM shard_results`);
+  async referencedBlobs(among?: readonly string[]): Promise<Set<string>> {
+    const rows = among
+      ? await this.rows<{ sha256: string }>(
+          this.pool,
+          `SELECT sha256 FROM job_panels WHERE sha256 = ANY($1::text[]) UNION SELECT sha256 FROM shard_results WHERE sha256 = ANY($1::text[])`,
+          [[...among]],
+        )
+      : await this.rows<{ sha256: string }>(this.pool, `SELECT sha256 FROM job_panels UNION SELECT sha256 FROM shard_results`);
     return new Set(rows.map((r) => r.sha256));
   }
 
@@ -778,6 +793,12 @@ export class PostgresStore implements Store {
     return rows.length > 0;
   }
 
+  async initSetting(name: string, value: string): Promise<string> {
+    // A node racing this insert waits on the key's lock, then reads the winner's value.
+    await this.pool.query(`INSERT INTO settings (name, value, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING`, [name, value, Date.now()]);
+    return (await this.row<{ value: string }>(this.pool, `SELECT value FROM settings WHERE name = $1`, [name]))!.value;
+  }
+
   async leaseShard(shardId: string, req: LeaseShardRequest): Promise<GrantedLease | undefined> {
     return this.tx(async (c) => {
       const shard = await this.row<ShardRow>(c, `SELECT * FROM shards WHERE id = $1 AND state = 'queued' FOR UPDATE SKIP LOCKED`, [shardId]);
@@ -950,9 +971,25 @@ export class PostgresStore implements Store {
     return ((await this.pool.query(`UPDATE api_keys SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL`, [now, name])).rowCount ?? 0) > 0;
   }
 
-  async ownerUsage(owner: string): Promise<OwnerUsage> {
-    const r = (await this.row<{ active: number | null; bytes: number | null }>(
+  async apiKeysRevokedSince(since: number): Promise<RevokedKey[]> {
+    return this.rows<RevokedKey>(this.pool, `SELECT id, name, revoked_at AS "revokedAt" FROM api_keys WHERE revoked_at >= $1 ORDER BY revoked_at, id`, [since]);
+  }
+
+  async activeJobsOfRevokedKeys(): Promise<{ jobId: string; owner: string }[]> {
+    return this.rows<{ jobId: string; owner: string }>(
       this.pool,
+      `SELECT jobs.id AS "jobId", jobs.owner AS owner FROM jobs JOIN api_keys ON api_keys.id = jobs.owner
+       WHERE jobs.${ACTIVE_JOB} AND api_keys.revoked_at IS NOT NULL ORDER BY jobs.created_at, jobs.id`,
+    );
+  }
+
+  async ownerUsage(owner: string): Promise<OwnerUsage> {
+    return this.usageOf(this.pool, owner);
+  }
+
+  private async usageOf(db: Db, owner: string): Promise<OwnerUsage> {
+    const r = (await this.row<{ active: number | null; bytes: number | null }>(
+      db,
       `SELECT
          sum(CASE WHEN ${ACTIVE_JOB} THEN 1 ELSE 0 END) AS active,
          sum(CASE WHEN ${ACTIVE_JOB} THEN input_bytes ELSE 0 END)
@@ -1009,6 +1046,12 @@ export class PostgresStore implements Store {
 
   async createBenchmarkJob(job: NewBenchmarkJob): Promise<void> {
     await this.tx(async (c) => {
+      if (job.quota && job.owner !== null) {
+        // The same per-owner turn as createJob's, so benchmark and other submits are counted one after another.
+        await c.query(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, [`tessera.quota:${job.owner}`]);
+        const over = quotaViolation(job, await this.usageOf(c, job.owner));
+        if (over) throw over;
+      }
       await c.query(
         `INSERT INTO jobs (id, type, status, owner, verification, priority, m, k, n, tile_rows, tile_cols, total_shards, created_at, updated_at)
          VALUES ($1, 'benchmark', 'queued', $2, 'freivalds', $3, $4, $5, $6, 0, 0, $7, $8, $8)`,

@@ -4,6 +4,7 @@ import type { Database, Statement } from 'better-sqlite3';
 import type { JobStatus, JobType } from '../../shared/api';
 import type { TrustRecord, TrustStatus } from '../trust/reputation';
 import { migrate } from './migrations';
+import { quotaViolation } from './store';
 import type {
   BenchmarkRunGrant,
   BenchmarkRunLookup,
@@ -29,6 +30,7 @@ import type {
   PendingResult,
   VerificationMethod,
   RejectOutcome,
+  RevokedKey,
   ShardWork,
   Store,
 } from './store';
@@ -191,6 +193,9 @@ export class SqliteStore implements Store {
       `INSERT INTO shards (id, job_id, idx, row_panel, col_panel, row0, col0, rows, cols, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued')`,
     );
     this.db.transaction(() => {
+      // Inside the write transaction (IMMEDIATE: other writers wait), so parallel submits are counted one after another.
+      const over = job.quota && job.owner !== null ? quotaViolation(job, this.usageOf(job.owner)) : undefined;
+      if (over) throw over;
       insertJob.run(job.id, job.type, job.owner, job.priority, job.verification, job.hidden ? 1 : 0, job.m, job.k, job.n, job.tileRows, job.tileCols, job.shards.length, job.inputBytes ?? 0, job.resultBytes ?? 0, job.now, job.now);
       for (const p of job.panels) insertPanel.run(job.id, p.side, p.idx, p.sha256, p.bytes);
       for (const s of job.shards) insertShard.run(s.id, job.id, s.idx, s.rowPanel, s.colPanel, s.row0, s.col0, s.rows, s.cols);
@@ -389,8 +394,14 @@ export class SqliteStore implements Store {
     );
   }
 
-  async referencedBlobs(): Promise<Set<string>> {
-    const rows = this.stmt(`SELECT sha256 FROM job_panels UNION SELECT sha256 FROM shard_results`).all() as { sha256: string }[];
+  async referencedBlobs(among?: readonly string[]): Promise<Set<string>> {
+    const rows = (
+      among
+        ? this.stmt(
+            `SELECT sha256 FROM job_panels WHERE sha256 IN (SELECT value FROM json_each(@among)) UNION SELECT sha256 FROM shard_results WHERE sha256 IN (SELECT value FROM json_each(@among))`,
+          ).all({ among: JSON.stringify(among) })
+        : this.stmt(`SELECT sha256 FROM job_panels UNION SELECT sha256 FROM shard_results`).all()
+    ) as { sha256: string }[];
     return new Set(rows.map((r) => r.sha256));
   }
 
@@ -623,6 +634,8 @@ export class SqliteStore implements Store {
 
   async createBenchmarkJob(job: NewBenchmarkJob): Promise<void> {
     this.db.transaction(() => {
+      const over = job.quota && job.owner !== null ? quotaViolation(job, this.usageOf(job.owner)) : undefined;
+      if (over) throw over;
       this.stmt(
         `INSERT INTO jobs (id, type, status, owner, verification, priority, m, k, n, tile_rows, tile_cols, total_shards, created_at, updated_at)
          VALUES (?, 'benchmark', 'queued', ?, 'freivalds', ?, ?, ?, ?, 0, 0, ?, ?, ?)`,
@@ -746,6 +759,11 @@ export class SqliteStore implements Store {
     return row !== undefined;
   }
 
+  async initSetting(name: string, value: string): Promise<string> {
+    this.stmt(`INSERT INTO settings (name, value, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING`).run(name, value, Date.now());
+    return (this.stmt(`SELECT value FROM settings WHERE name = ?`).get(name) as { value: string }).value;
+  }
+
   async createApiKey(k: KeyLimits & { id: string; name: string; keyHash: string; now: number }): Promise<void> {
     this.stmt(
       `INSERT INTO api_keys (id, name, key_hash, created_at, max_concurrent_jobs, max_stored_bytes, max_upload_bytes, requests_per_minute)
@@ -779,7 +797,22 @@ export class SqliteStore implements Store {
     return this.stmt(`UPDATE api_keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL`).run(now, name).changes > 0;
   }
 
+  async apiKeysRevokedSince(since: number): Promise<RevokedKey[]> {
+    return this.stmt(`SELECT id, name, revoked_at AS revokedAt FROM api_keys WHERE revoked_at >= ? ORDER BY revoked_at, id`).all(since) as RevokedKey[];
+  }
+
+  async activeJobsOfRevokedKeys(): Promise<{ jobId: string; owner: string }[]> {
+    return this.stmt(
+      `SELECT jobs.id AS jobId, jobs.owner AS owner FROM jobs JOIN api_keys ON api_keys.id = jobs.owner
+       WHERE jobs.${ACTIVE_JOB} AND api_keys.revoked_at IS NOT NULL ORDER BY jobs.created_at, jobs.id`,
+    ).all() as { jobId: string; owner: string }[];
+  }
+
   async ownerUsage(owner: string): Promise<OwnerUsage> {
+    return this.usageOf(owner);
+  }
+
+  private usageOf(owner: string): OwnerUsage {
     const r = this.stmt(
       `SELECT
          sum(CASE WHEN status IN ('queued','running') THEN 1 ELSE 0 END) AS active,

@@ -42,11 +42,46 @@ export interface ApiKeyRecord extends KeyLimits {
   revokedAt: number | null;
 }
 
+export interface RevokedKey {
+  id: string;
+  name: string;
+  revokedAt: number;
+}
+
 export interface OwnerUsage {
   /** Queued or running jobs. */
   activeJobs: number;
   /** Inputs of unfinished jobs plus results not yet deleted. */
   storedBytes: number;
+}
+
+/** An owner's limits, checked by createJob against the owner's usage in the transaction that commits the job. */
+export interface JobQuota {
+  maxActiveJobs: number;
+  maxStoredBytes: number;
+}
+
+/** createJob refused a job because committing it would take its owner over a limit; nothing was written. */
+export class QuotaExceededError extends Error {
+  constructor(
+    readonly limit: 'jobs' | 'bytes',
+    readonly usage: OwnerUsage,
+    readonly quota: JobQuota,
+    /** Bytes the refused job would have added to the owner's storage. */
+    readonly neededBytes: number,
+  ) {
+    super(limit === 'jobs' ? `owner has ${usage.activeJobs} of ${quota.maxActiveJobs} active jobs` : `owner stores ${usage.storedBytes} of ${quota.maxStoredBytes} bytes; the job needs ${neededBytes}`);
+    this.name = 'QuotaExceededError';
+  }
+}
+
+/** The check both engines run inside createJob's transaction, so parallel submits cannot pass it together. */
+export function quotaViolation(job: { quota?: JobQuota; inputBytes?: number; resultBytes?: number }, usage: OwnerUsage): QuotaExceededError | undefined {
+  if (!job.quota) return undefined;
+  const needed = (job.inputBytes ?? 0) + (job.resultBytes ?? 0);
+  if (usage.activeJobs + 1 > job.quota.maxActiveJobs) return new QuotaExceededError('jobs', usage, job.quota, needed);
+  if (usage.storedBytes + needed > job.quota.maxStoredBytes) return new QuotaExceededError('bytes', usage, job.quota, needed);
+  return undefined;
 }
 
 export interface NewJob {
@@ -69,6 +104,8 @@ export interface NewJob {
   shards: NewShard[];
   /** JSON of the job type's own description (inference: shared/inference-job.ts), kept beside the job. */
   spec?: string;
+  /** Refuse the job (QuotaExceededError) if, counted with the owner's committed jobs, it exceeds these limits. */
+  quota?: JobQuota;
   now: number;
 }
 
@@ -230,6 +267,8 @@ export interface NewBenchmarkJob {
   /** The job completes at this time with the runs it has, if fewer than `contributors` came. */
   waitUntil: number;
   now: number;
+  /** Refuse the job (QuotaExceededError) if it would take its owner over these limits, counted in the committing transaction. */
+  quota?: JobQuota;
 }
 
 /** Which active benchmark runs endActiveBenchmarkRuns ends. */
@@ -265,6 +304,7 @@ export interface BenchmarkRunRecord {
 }
 
 export interface Store {
+  /** Records the job, its panels and shards in one transaction; with `job.quota`, throws QuotaExceededError instead when over it. */
   createJob(job: NewJob): Promise<void>;
   getJob(id: string): Promise<JobRecord | undefined>;
   /** The job's spec (NewJob.spec), if it was created with one. */
@@ -285,7 +325,8 @@ export interface Store {
   /** Drops the job's panel references; returns blobs that no other job refers to any more. */
   releaseJobPanels(jobId: string): Promise<string[]>;
   /** Every blob any job still refers to (for garbage collection at start). */
-  referencedBlobs(): Promise<Set<string>>;
+  /** Blobs some job's panels or a parked replica refer to; with `among`, only those of these (an index lookup, not a scan). */
+  referencedBlobs(among?: readonly string[]): Promise<Set<string>>;
 
   grantLeases(req: LeaseGrantRequest): Promise<GrantedLease[]>;
   findLease(token: string): Promise<LeaseLookup | undefined>;
@@ -330,6 +371,10 @@ export interface Store {
   findApiKeyByHash(keyHash: string): Promise<ApiKeyRecord | undefined>;
   listApiKeys(): Promise<ApiKeyRecord[]>;
   revokeApiKey(name: string, now: number): Promise<boolean>;
+  /** Keys revoked at or after `since` (their revokedAt), oldest first: what a coordinator polls to notice a revocation. */
+  apiKeysRevokedSince(since: number): Promise<RevokedKey[]>;
+  /** Queued or running jobs whose owner's key is revoked (left over when the revocation came from another process). */
+  activeJobsOfRevokedKeys(): Promise<{ jobId: string; owner: string }[]>;
   ownerUsage(owner: string): Promise<OwnerUsage>;
   /** Finished jobs whose result is older than `before` and still stored. */
   resultsToExpire(before: number): Promise<string[]>;
@@ -357,6 +402,12 @@ export interface Store {
   benchmarkRuns(jobId: string): Promise<BenchmarkRunRecord[]>;
   /** The latest completed, listed benchmark jobs with their specs. */
   recentBenchmarks(limit: number): Promise<{ job: JobRecord; spec: string }[]>;
+
+  /**
+   * Stores `value` under `name` unless a value is stored already, and returns the stored one:
+   * the first coordinator to start decides a network-wide setting (the blob URL key) for all.
+   */
+  initSetting(name: string, value: string): Promise<string>;
 
   close(): void;
 }

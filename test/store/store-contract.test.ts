@@ -6,7 +6,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { SCHEMA_VERSION } from '../../server/store/postgres-migrations';
 import { PostgresStore } from '../../server/store/postgres-store';
 import { SqliteStore } from '../../server/store/sqlite-store';
-import type { GrantedLease, LeaseGrantRequest, NewJob, Store } from '../../server/store/store';
+import { QuotaExceededError, type GrantedLease, type LeaseGrantRequest, type NewJob, type Store } from '../../server/store/store';
 import { startPostgres, type PostgresCluster } from '../support/postgres';
 
 /**
@@ -481,6 +481,99 @@ function storeContract(engine: string, open: () => Promise<Opened>): void {
       expect(await store.ownerUsage('k1')).toEqual({ activeJobs: 0, storedBytes: 0 });
     });
 
+    it('tells which of some blobs are referenced, without listing them all', async () => {
+      await store.createJob(matmulJob('refs', { owner: 'k-refs', now: NOW }));
+      expect([...(await store.referencedBlobs(['refs-a0', 'refs-b1', 'nobody-a0']))].sort()).toEqual(['refs-a0', 'refs-b1']);
+      expect(await store.referencedBlobs([])).toEqual(new Set());
+      expect((await store.referencedBlobs()).has('refs-a0')).toBe(true);
+    });
+
+    it('counts benchmark jobs against the same quota, in the committing transaction', async () => {
+      const quota = { maxActiveJobs: 2, maxStoredBytes: Number.POSITIVE_INFINITY };
+      await store.createJob({ ...matmulJob('qb-matmul', { owner: 'k-bench', now: NOW }), quota });
+      const settled = await Promise.allSettled(
+        Array.from({ length: 5 }, (_, i) =>
+          store.createBenchmarkJob({ id: `qb${i}`, owner: 'k-bench', priority: 0, spec: '{}', m: 8, k: 8, n: 8, contributors: 2, waitUntil: NOW + DAY, now: NOW + i, quota }),
+        ),
+      );
+      expect(settled.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+      for (const r of settled.filter((x) => x.status === 'rejected')) expect((r as PromiseRejectedResult).reason).toMatchObject({ limit: 'jobs', usage: { activeJobs: 2 } });
+      expect(await store.ownerUsage('k-bench')).toMatchObject({ activeJobs: 2 });
+    });
+
+    it('takes an owner’s quota in the transaction that commits the job, so parallel creates cannot pass it together', async () => {
+      const outcomes = async (jobs: NewJob[]) => {
+        const settled = await Promise.allSettled(jobs.map((j) => store.createJob(j)));
+        return {
+          created: jobs.filter((_, i) => settled[i]!.status === 'fulfilled').map((j) => j.id),
+          refused: settled.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : [])),
+        };
+      };
+      const byJobs = { maxActiveJobs: 3, maxStoredBytes: 1e12 };
+      const a = await outcomes(Array.from({ length: 8 }, (_, i) => ({ ...matmulJob(`qj${i}`, { owner: 'k-jobs', now: NOW + i }), quota: byJobs })));
+      expect(a.created).toHaveLength(3);
+      expect(a.refused).toHaveLength(5);
+      for (const err of a.refused) {
+        expect(err).toBeInstanceOf(QuotaExceededError);
+        expect(err).toMatchObject({ limit: 'jobs', usage: { activeJobs: 3 }, quota: byJobs });
+      }
+      expect(await store.ownerUsage('k-jobs')).toMatchObject({ activeJobs: 3 });
+      // A refused job left nothing: not listed, its panels refer to no blob.
+      expect((await store.listJobs({ owner: 'k-jobs', limit: 100 })).map((j) => j.id).sort()).toEqual([...a.created].sort());
+      expect([...(await store.referencedBlobs())].filter((sha) => sha.startsWith('qj')).map((sha) => sha.split('-')[0]).sort()).toEqual(
+        a.created.flatMap((id) => [id, id, id, id]).sort(),
+      );
+      // A job that ends gives its place back.
+      await store.cancelJob(a.created[0]!, NOW + 20, 'make room');
+      await store.createJob({ ...matmulJob('qj-after', { owner: 'k-jobs', now: NOW + 21 }), quota: byJobs });
+
+      const one = matmulJob('probe');
+      const jobBytes = one.inputBytes! + one.resultBytes!;
+      const byBytes = { maxActiveJobs: 100, maxStoredBytes: 2 * jobBytes + jobBytes / 2 };
+      const b = await outcomes(Array.from({ length: 8 }, (_, i) => ({ ...matmulJob(`qb${i}`, { owner: 'k-bytes', now: NOW + i }), quota: byBytes })));
+      expect(b.created).toHaveLength(2);
+      for (const err of b.refused) expect(err).toMatchObject({ limit: 'bytes', neededBytes: jobBytes, usage: { storedBytes: 2 * jobBytes } });
+      expect((await store.ownerUsage('k-bytes')).storedBytes).toBe(2 * jobBytes);
+      // Jobs without a quota (canaries, another owner) are not counted against it.
+      await store.createJob(matmulJob('free', { owner: 'k-bytes', now: NOW + 30 }));
+      expect((await store.ownerUsage('k-bytes')).storedBytes).toBe(3 * jobBytes);
+    });
+
+    it('lists keys revoked since a time and the active jobs of revoked keys', async () => {
+      const limits = { maxConcurrentJobs: 9, maxStoredBytes: 1e9, maxUploadBytes: 1e9, requestsPerMinute: 60 };
+      for (const [id, name] of [['k1', 'lab'], ['k2', 'ci'], ['k3', 'ops']] as const) await store.createApiKey({ ...limits, id, name, keyHash: `kh-${id}`, now: NOW });
+      expect(await store.apiKeysRevokedSince(0)).toEqual([]);
+      await store.createJob(matmulJob('running', { owner: 'k1', now: NOW + 1 }));
+      await store.createJob(matmulJob('queued', { owner: 'k1', now: NOW + 2 }));
+      await store.createJob(matmulJob('done', { owner: 'k1', rowPanels: 1, colPanels: 1, now: NOW }));
+      await store.createJob(matmulJob('others', { owner: 'k2', now: NOW + 3 }));
+      await store.createJob(matmulJob('anonymous', { owner: null, now: NOW + 4 }));
+      const l = await lease(store);
+      expect(l.jobId).toBe('done');
+      await store.acceptResult(l.token, NOW + 5, FLOPS);
+      await store.finishJob('done', 'completed', NOW + 5);
+      await lease(store, { contributorId: 'c2', sessionId: 's2' });
+      expect(await store.getJob('running')).toMatchObject({ status: 'running' });
+      expect(await store.activeJobsOfRevokedKeys()).toEqual([]);
+
+      await store.revokeApiKey('lab', NOW + 10);
+      await store.revokeApiKey('ops', NOW + 20);
+      expect(await store.apiKeysRevokedSince(0)).toEqual([
+        { id: 'k1', name: 'lab', revokedAt: NOW + 10 },
+        { id: 'k3', name: 'ops', revokedAt: NOW + 20 },
+      ]);
+      expect(await store.apiKeysRevokedSince(NOW + 10)).toHaveLength(2);
+      expect(await store.apiKeysRevokedSince(NOW + 11)).toEqual([{ id: 'k3', name: 'ops', revokedAt: NOW + 20 }]);
+      expect(await store.apiKeysRevokedSince(NOW + 21)).toEqual([]);
+      expect(await store.activeJobsOfRevokedKeys()).toEqual([
+        { jobId: 'running', owner: 'k1' },
+        { jobId: 'queued', owner: 'k1' },
+      ]);
+      const cancelled = await store.cancelJob('running', NOW + 30, 'API key revoked');
+      expect(cancelled?.revoked).toEqual([{ sessionId: 's2', shardId: expect.stringMatching(/^running-s/) }]);
+      expect(await store.activeJobsOfRevokedKeys()).toEqual([{ jobId: 'queued', owner: 'k1' }]);
+    });
+
     it('runs benchmark jobs: one run per contributor, counted when done, due when full or late', async () => {
       const spec = JSON.stringify({ kernel: 'matmul', sizes: [64] });
       await store.createBenchmarkJob({ id: 'b1', owner: 'alice', priority: 0, spec, m: 64, k: 64, n: 64, contributors: 2, waitUntil: NOW + DAY, now: NOW });
@@ -531,6 +624,12 @@ function storeContract(engine: string, open: () => Promise<Opened>): void {
       expect(await store.endBenchmarkRun(late!.token, 'done', NOW + 101)).toMatchObject({ ended: false });
       expect(await store.getJob('b2')).toMatchObject({ status: 'failed', reason: 'nobody came' });
     });
+
+    it('keeps the first value of a network-wide setting', async () => {
+      expect(await store.initSetting('blob-url-key', 'first')).toBe('first');
+      expect(await store.initSetting('blob-url-key', 'second')).toBe('first');
+      expect(await store.initSetting('other', 'x')).toBe('x');
+    });
   });
 }
 
@@ -558,6 +657,34 @@ storeContract('PostgreSQL', async () => {
 });
 
 describe('PostgreSQL with several coordinators', () => {
+  it('lets no owner pass its quota when coordinators commit its jobs at once', async () => {
+    const url = await cluster.createDatabase();
+    const stores = await Promise.all([1, 2, 3, 4].map(() => PostgresStore.open(url, { max: 2 })));
+    try {
+      const quota = { maxActiveJobs: 3, maxStoredBytes: 1e12 };
+      const settled = await Promise.allSettled(
+        Array.from({ length: 12 }, (_, i) => stores[i % 4]!.createJob({ ...matmulJob(`race${i}`, { owner: 'k1', now: NOW + i }), quota })),
+      );
+      expect(settled.filter((r) => r.status === 'fulfilled')).toHaveLength(3);
+      expect(settled.filter((r) => r.status === 'rejected').every((r) => (r as PromiseRejectedResult).reason instanceof QuotaExceededError)).toBe(true);
+      expect(await stores[0]!.ownerUsage('k1')).toMatchObject({ activeJobs: 3 });
+    } finally {
+      await Promise.all(stores.map((s) => s.end()));
+    }
+  });
+
+  it('gives every coordinator the same setting when they start at once', async () => {
+    const url = await cluster.createDatabase();
+    const stores = await Promise.all([1, 2, 3, 4].map(() => PostgresStore.open(url, { max: 2 })));
+    try {
+      const values = await Promise.all(stores.map((s, i) => s.initSetting('blob-url-key', `node-${i}`)));
+      expect(new Set(values).size).toBe(1);
+      expect(values[0]).toMatch(/^node-[0-3]$/);
+    } finally {
+      await Promise.all(stores.map((s) => s.end()));
+    }
+  });
+
   it('migrates an empty database from several coordinators starting at once', async () => {
     const url = await cluster.createDatabase();
     const stores = await Promise.all([1, 2, 3, 4].map(() => PostgresStore.open(url, { max: 2 })));
