@@ -29,7 +29,7 @@
  * indistinguishable from honest rounding.
  */
 
-import { FLOAT32_MAX } from './result-compare';
+import { FLOAT32_MAX, float32SumMayOverflow } from './result-compare';
 
 export interface FreivaldsOptions {
   /** Independent random vectors; each one multiplies the detection power. */
@@ -204,7 +204,7 @@ export function probeNonFinite(
     const row = Math.floor(idx / cols);
     const col = idx % cols;
     const { value, magnitude } = dotProductAt(a, b, row, col, k, cols);
-    if (!(magnitude > FLOAT32_MAX)) return { kind: 'wrong', row, col, got: c[idx]!, value, count };
+    if (!float32SumMayOverflow(magnitude, k)) return { kind: 'wrong', row, col, got: c[idx]!, value, count };
     first ??= { row, col, magnitude };
   }
   let maxA = 0;

@@ -33,6 +33,17 @@ export function resultsAgree(x: Float32Array, y: Float32Array, k: number): boole
 export const FLOAT32_MAX = 3.4028234663852886e38;
 
 /**
+ * Whether a float32 sum of K terms whose magnitudes add up to `magnitude` may
+ * overflow in some summation order: each of the K roundings can grow a partial
+ * sum by 2⁻²⁴ of itself, so an honest device may reach magnitude·(1 + K·2⁻²³)
+ * (twice the first-order bound, for slack). The upload refuses and the
+ * verifier excuses on this same rule, so no input passes one and fails the other.
+ */
+export function float32SumMayOverflow(magnitude: number, k: number): boolean {
+  return !(magnitude * (1 + k * 2 ** -23) < FLOAT32_MAX);
+}
+
+/**
  * First element of a sample's output that disagrees with the reference's,
  * or undefined when they agree. Finite elements agree within
  * |got − want| ≤ abs·max(1, largest finite |want|) + rel·|want|; a non-finite
