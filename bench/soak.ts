@@ -74,7 +74,7 @@ const pct = (xs: number[], p: number) => {
 async function main(): Promise<void> {
   const dataDir = await makeDataDir();
   // Per-key upload slots above the quota race's 8 parallel submits, so that the race reaches the quota check.
-  const coord = await spawnCoordinator(dataDir, { TESSERA_LOG_LEVEL: 'warn', TESSERA_KEY_REQUESTS_PER_MINUTE: '100000', TESSERA_KEY_MAX_CONCURRENT_UPLOADS: '8', TESSERA_MAX_CONCURRENT_UPLOADS: '16' });
+  const coord = await spawnCoordinator(dataDir, { TESSERA_KEY_REQUESTS_PER_MINUTE: '100000', TESSERA_KEY_MAX_CONCURRENT_UPLOADS: '8', TESSERA_MAX_CONCURRENT_UPLOADS: '16' });
   const url = coord.url;
   const pid = coord.child.pid!;
   const attacker = await createKey(dataDir, 'attacker', ['--requests-per-minute', '100000']);
@@ -209,6 +209,14 @@ async function main(): Promise<void> {
   })();
 
   await Promise.all([honestLoop('matmul'), honestLoop('inference'), lane(), lane(), sampler]);
+  // The honest contributors' standing: hostile traffic must not have cost them strikes.
+  const standing = await Promise.all(
+    contributors.map(async (c) => {
+      const res = await fetch(`${url}/api/v1/contributors/${c.contributorId}`);
+      const body = (await res.json()) as { status?: string; rejectedShards?: number };
+      return { status: body.status ?? `HTTP ${res.status}`, rejected: body.rejectedShards ?? NaN, verified: c.stats.verified, rateLimited: c.stats.errors.filter((e) => e.includes('RATE') || e.includes('slow down')).length };
+    }),
+  );
   for (const c of contributors) c.stop();
   for (const c of contributors) c.socket.close();
   await Promise.all(working);
@@ -226,7 +234,7 @@ async function main(): Promise<void> {
   const summary = {
     minutes,
     contributors: contributorCount,
-    honest: { ...honest, latenciesMs: undefined, p50Ms: pct(honest.latenciesMs, 50), p99Ms: pct(honest.latenciesMs, 99) },
+    honest: { ...honest, latenciesMs: undefined, p50Ms: pct(honest.latenciesMs, 50), p99Ms: pct(honest.latenciesMs, 99), contributors: standing },
     hostileRequests: Object.values(outcomes).reduce((s, o) => s + Object.values(o).reduce((x, v) => x + v, 0), 0),
     fiveXX,
     quotaViolations,
@@ -245,7 +253,8 @@ async function main(): Promise<void> {
   await writeFile(htmlPath, await chartPage(summary, samples));
   console.log(JSON.stringify(summary, null, 2));
   console.log(`wrote ${jsonPath} and ${htmlPath}`);
-  if (fiveXX > 0 || quotaViolations > 0 || honest.failed > 0 || honest.correct !== honest.completed) process.exitCode = 1;
+  const struck = standing.filter((c) => c.status !== 'active' || c.rejected > 0).length;
+  if (fiveXX > 0 || quotaViolations > 0 || honest.failed > 0 || honest.correct !== honest.completed || struck > 0) process.exitCode = 1;
 }
 
 /** One self-contained page (uPlot inlined from node_modules): lag, RSS, descriptors and /healthz over the run. */

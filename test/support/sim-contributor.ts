@@ -163,6 +163,12 @@ export class SimContributor {
         if (!this.socket.connected) return;
         throw err;
       }
+      if (!reply.ok && reply.error.code === 'RATE_LIMITED') {
+        // As the page does: back off and ask again, rather than give up.
+        this.stats.errors.push(`lease:request: ${reply.error.message}`);
+        await new Promise((r) => setTimeout(r, 1_000));
+        continue;
+      }
       if (!reply.ok) throw new Error(`lease:request failed: ${reply.error.message}`);
       if (reply.leases.length === 0) {
         await new Promise<void>((resolve) => {
@@ -213,7 +219,16 @@ export class SimContributor {
       await this.send(lease, old);
       return true;
     }
-    const c = await this.compute(lease);
+    let c: Float32Array;
+    try {
+      c = await this.compute(lease);
+    } catch (err) {
+      // A cancelled job's panels are deleted at once (a lease:revoked is on its way): drop the shard, as the page does.
+      if (!(err instanceof Error && err.message.startsWith('blob fetch'))) throw err;
+      this.stats.errors.push(`${lease.shardId}: ${err.message}`);
+      await this.socket.timeout(10_000).emitWithAck('lease:release', { shardId: lease.shardId, leaseToken: lease.leaseToken }).catch(() => undefined);
+      return true;
+    }
     if (!this.socket.connected) return false;
     if (b.kind === 'honest' && b.delayMs) await new Promise((r) => setTimeout(r, b.delayMs));
     if (b.kind === 'flip-one') c[Math.floor(c.length / 2)]! += 1 + Math.abs(c[Math.floor(c.length / 2)]!);
