@@ -32,6 +32,7 @@ const EnvSchema = z.object({
   // 0: one verification thread per core (os.availableParallelism()).
   TESSERA_VERIFY_THREADS: int(0, 0).pipe(z.number().max(256)),
   TESSERA_VERIFY_TASK_SECONDS: z.coerce.number().positive().max(3600).default(30),
+  TESSERA_PANEL_CACHE_BYTES: int(512 * 1024 ** 2, 0),
   TESSERA_KEY_MAX_JOBS: int(16, 1),
   TESSERA_KEY_MAX_STORED_BYTES: int(20 * 1024 ** 3, 1024),
   TESSERA_KEY_MAX_UPLOAD_BYTES: int(1024 ** 3, 1024),
@@ -81,6 +82,8 @@ export interface Config {
   verifyThreads: number;
   /** Longest one verification task may run on its thread; past it the shard is requeued without a strike. */
   verifyTaskMs: number;
+  /** Input panels kept in memory for verification (shared with its threads), in bytes. */
+  panelCacheBytes: number;
   /** Limits given to keys created without their own (and to the local key). */
   keyDefaults: { maxConcurrentJobs: number; maxStoredBytes: number; maxUploadBytes: number; requestsPerMinute: number };
   resultTtlMs: number;
@@ -145,6 +148,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     inferenceChecks: e.TESSERA_INFERENCE_CHECKS,
     verifyThreads: e.TESSERA_VERIFY_THREADS || availableParallelism(),
     verifyTaskMs: e.TESSERA_VERIFY_TASK_SECONDS * 1000,
+    panelCacheBytes: e.TESSERA_PANEL_CACHE_BYTES,
     keyDefaults: {
       maxConcurrentJobs: e.TESSERA_KEY_MAX_JOBS,
       maxStoredBytes: e.TESSERA_KEY_MAX_STORED_BYTES,

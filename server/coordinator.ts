@@ -98,7 +98,7 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
     wakeIdle(shards);
     signal?.publish(shards);
   };
-  const panels = new PanelCache(blobs, 512 * 1024 * 1024);
+  const panels = new PanelCache(blobs, config.panelCacheBytes);
   // Verification (and other CPU-heavy work) runs on these threads, never on the event loop.
   const workers = new WorkerPool({ threads: config.verifyThreads, taskTimeoutMs: config.verifyTaskMs });
   const trust = new TrustKeeper({
