@@ -1,5 +1,6 @@
 import { open } from 'node:fs/promises';
 import type { BlobStore } from '../storage/blob-store';
+import { collectReleasedSharedMemory } from './shared-memory-gc';
 
 /** A copy of `x` in shared memory, which worker threads read without copying it again. */
 export function toShared(x: Float32Array): Float32Array {
@@ -37,6 +38,8 @@ export class PanelCache {
   private readonly entries = new Map<string, Promise<Float32Array>>();
   private readonly sizes = new Map<string, number>();
   private bytes = 0;
+  /** Bytes of shared memory evicted since the last collection was asked for. */
+  private released = 0;
 
   constructor(
     private readonly blobs: BlobStore,
@@ -66,8 +69,15 @@ export class PanelCache {
 
   drop(sha256: string): void {
     if (!this.entries.delete(sha256)) return;
-    this.bytes -= this.sizes.get(sha256) ?? 0;
+    const size = this.sizes.get(sha256) ?? 0;
+    this.bytes -= size;
     this.sizes.delete(sha256);
+    this.released += size;
+    // A quarter of the cache (at least 64 MiB) let go: ask V8 to free it, which it would not do by itself.
+    if (this.released >= Math.max(64 * 1024 * 1024, this.maxBytes / 4)) {
+      this.released = 0;
+      collectReleasedSharedMemory();
+    }
   }
 
   private evict(): void {
