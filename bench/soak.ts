@@ -75,6 +75,8 @@ async function main(): Promise<void> {
   const dataDir = await makeDataDir();
   // Per-key upload slots above the quota race's 8 parallel submits, so that the race reaches the quota check.
   const coord = await spawnCoordinator(dataDir, { TESSERA_KEY_REQUESTS_PER_MINUTE: '100000', TESSERA_KEY_MAX_CONCURRENT_UPLOADS: '8', TESSERA_MAX_CONCURRENT_UPLOADS: '16' });
+  // Whatever ends the soak (an exception included), the coordinator it started goes with it.
+  process.once('exit', () => coord.child.kill('SIGKILL'));
   const url = coord.url;
   const pid = coord.child.pid!;
   const attacker = await createKey(dataDir, 'attacker', ['--requests-per-minute', '100000']);
