@@ -4,12 +4,16 @@ import { matmulTileCost, type MatmulTileCheck } from '../workers/verify-tasks';
 import type { PanelCache } from './panel-cache';
 import type { LiveLease, ResultVerifier, Verdict } from './verdict';
 
-/** Matrix products: every tile is checked against its A and B panels with Freivalds' test, whoever sent it, on the worker pool. */
+/**
+ * Matrix products: every tile is checked against its A and B panels with
+ * Freivalds' test, whoever sent it, on the worker pool; the rounds follow from
+ * k (freivaldsRounds) unless fixed here.
+ */
 export class FreivaldsVerifier implements ResultVerifier {
   constructor(
     private readonly panels: PanelCache,
     private readonly pool: WorkerPool,
-    private readonly rounds = 3,
+    private readonly rounds?: number,
   ) {}
 
   async verify(lease: LiveLease, tile: Float32Array): Promise<Verdict> {
@@ -18,14 +22,19 @@ export class FreivaldsVerifier implements ResultVerifier {
 }
 
 /**
- * Checks a matmul result against its panels: `rounds` of Freivalds' test, and
- * its NaN and ±Infinity against the exact product (rounds 0: only those).
+ * Checks a matmul result against its panels: Freivalds' test (`rounds`
+ * undefined: as many as the catch guarantee needs for this k; 0: none), and its
+ * NaN and ±Infinity against the exact product. Rows the check had to
+ * recompute exactly are written into `tile`, which the caller then assembles.
  */
-export async function checkMatmulResult(panels: PanelCache, pool: WorkerPool, lease: LiveLease, tile: Float32Array, rounds: number): Promise<Verdict> {
+export async function checkMatmulResult(panels: PanelCache, pool: WorkerPool, lease: LiveLease, tile: Float32Array, rounds?: number): Promise<Verdict> {
   const [a, b] = await Promise.all([panels.get(lease.a.sha256, lease.a.bytes), panels.get(lease.b.sha256, lease.b.bytes)]);
   const { rows, cols } = lease;
   const k = lease.job.k;
   const check = await pool.run('matmulTile', { a, b, c: tile, rows, k, cols, rounds }, matmulTileCost(rows, k, cols, rounds));
+  // Rows the check recomputed exactly replace the sent ones in `tile`, the very array the caller assembles:
+  // a change small enough to hide in the rigorous rounding bound never reaches the result.
+  if (check.kind === 'ok') for (const r of check.exactRows ?? []) tile.set(r.values, r.row * cols);
   return matmulVerdict(check, lease);
 }
 

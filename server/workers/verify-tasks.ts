@@ -4,7 +4,7 @@
  * place. Nothing here touches the store, the network or the clock, so a task
  * gives the same verdict wherever it runs.
  */
-import { cryptoRandom, freivaldsCheck, probeNonFinite, type NonFiniteProbe } from '../../shared/freivalds';
+import { cryptoRandom, freivaldsCheck, freivaldsRounds, probeNonFinite, type ExactRow, type NonFiniteProbe } from '../../shared/freivalds';
 import { perSample, splitShardInputs, type InferenceTensorSpec, type InferenceTolerance } from '../../shared/inference-job';
 import { outputMismatch, resultsAgree } from '../../shared/result-compare';
 import { runReference, type Tensor } from '../inference/reference-executor';
@@ -20,23 +20,41 @@ export interface MatmulTileInput {
   rows: number;
   k: number;
   cols: number;
-  /** Freivalds rounds; 0 checks only the non-finite elements (replication compares the rest). */
-  rounds: number;
+  /**
+   * Freivalds rounds. Undefined: freivaldsRounds(k), enough to catch an element
+   * changed by 10⁻⁴ of its row's magnitude with probability ≥ 1 − 2⁻²⁰.
+   * 0 checks only the non-finite elements.
+   */
+  rounds?: number | undefined;
 }
 
-export type MatmulTileCheck = { kind: 'ok' } | { kind: 'mismatch'; reason: string } | Exclude<NonFiniteProbe, { kind: 'finite' }>;
+export type MatmulTileCheck =
+  /** `exactRows`: rows the check recomputed exactly (their rounding was correlated, or a change hid in it); assemble these values. */
+  | { kind: 'ok'; exactRows?: ExactRow[] }
+  | { kind: 'mismatch'; reason: string }
+  | Exclude<NonFiniteProbe, { kind: 'finite' }>;
 
-/** Non-finite elements first (overflow or a wrong answer), then Freivalds' test on the whole tile. */
+/**
+ * Non-finite elements first (overflow or a wrong answer), then Freivalds' test
+ * on the whole tile. `reason` is for the operator's log only: it names the row
+ * and the tolerance, which a contributor must not learn.
+ */
 export function checkMatmulTile(t: MatmulTileInput): MatmulTileCheck {
   const probe = probeNonFinite(t.a, t.b, t.c, t.rows, t.k, t.cols);
   if (probe.kind !== 'finite') return probe;
   if (t.rounds === 0) return { kind: 'ok' };
-  const r = freivaldsCheck(t.a, t.b, t.c, t.rows, t.k, t.cols, { rounds: t.rounds });
-  return r.ok ? { kind: 'ok' } : { kind: 'mismatch', reason: r.reason ?? 'mismatch' };
+  const r = freivaldsCheck(t.a, t.b, t.c, t.rows, t.k, t.cols, t.rounds === undefined ? {} : { rounds: t.rounds });
+  if (!r.ok) return { kind: 'mismatch', reason: r.reason ?? 'mismatch' };
+  return r.exactRows ? { kind: 'ok', exactRows: r.exactRows } : { kind: 'ok' };
 }
 
-/** Floating-point operations of checkMatmulTile, to decide whether it is worth a thread. */
-export const matmulTileCost = (rows: number, k: number, cols: number, rounds: number): number => rows * cols + rounds * 2 * (k * cols + rows * k + rows * cols);
+/**
+ * Floating-point operations of checkMatmulTile, to decide whether it is worth
+ * a thread: the row magnitudes cost about one round. Rows the check recomputes
+ * exactly (structured data) add k·cols each, not counted here.
+ */
+export const matmulTileCost = (rows: number, k: number, cols: number, rounds: number = freivaldsRounds(k)): number =>
+  rows * cols + (rounds === 0 ? 0 : (rounds + 1) * 2 * (k * cols + rows * k + rows * cols));
 
 export interface InferenceShardInput {
   model: { sha256: string; bytes: Uint8Array };
@@ -128,9 +146,11 @@ export interface MatmulReplicasInput {
   x: Float32Array;
   y: Float32Array;
   k: number;
+  /** The tile's width: each row's magnitude sets its own elements' tolerance floor. */
+  cols?: number | undefined;
 }
 
-export const matmulReplicasAgree = (t: MatmulReplicasInput): boolean => resultsAgree(t.x, t.y, t.k);
+export const matmulReplicasAgree = (t: MatmulReplicasInput): boolean => resultsAgree(t.x, t.y, t.k, t.cols);
 
 export interface CanaryInput {
   c: Float32Array;
