@@ -231,6 +231,27 @@ const MIGRATIONS: readonly string[] = [
     created_at INTEGER NOT NULL
   );
   `,
+  // Trust against patient cheaters: where contributors come from (a network prefix, /24 or /64),
+  // prefixes a banned identity came from, the distinct jobs a contributor's verified work spans,
+  // and where a parked replica came from (two replicas from one prefix are not independent).
+  `
+  ALTER TABLE contributors ADD COLUMN address TEXT;
+  ALTER TABLE contributors ADD COLUMN verified_jobs INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE contributors ADD COLUMN last_verified_job TEXT;
+  ALTER TABLE contributors ADD COLUMN first_verified_at INTEGER;
+  CREATE INDEX contributors_address ON contributors (address);
+  CREATE TABLE address_bans (
+    prefix TEXT PRIMARY KEY,
+    contributor_id TEXT NOT NULL,
+    banned_at INTEGER NOT NULL
+  );
+  ALTER TABLE shard_results ADD COLUMN address TEXT;
+  -- a result re-sent for its lease gets the reply it got the first time
+  ALTER TABLE leases ADD COLUMN result_digest TEXT;
+  ALTER TABLE leases ADD COLUMN result_reply TEXT;
+  -- replication: how long a Freivalds-checked tile may wait for a second contributor before it is assembled on that check alone (null: forever)
+  ALTER TABLE jobs ADD COLUMN replica_wait_ms INTEGER;
+  `,
 ];
 
 /**

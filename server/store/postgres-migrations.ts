@@ -249,6 +249,23 @@ const MIGRATIONS: readonly string[] = [
     created_at BIGINT NOT NULL
   );
   `,
+  // v6: trust against patient cheaters (see the SQLite migration of the same purpose).
+  `
+  ALTER TABLE contributors ADD COLUMN address TEXT;
+  ALTER TABLE contributors ADD COLUMN verified_jobs INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE contributors ADD COLUMN last_verified_job TEXT;
+  ALTER TABLE contributors ADD COLUMN first_verified_at BIGINT;
+  CREATE INDEX contributors_address ON contributors (address);
+  CREATE TABLE address_bans (
+    prefix TEXT PRIMARY KEY,
+    contributor_id TEXT NOT NULL,
+    banned_at BIGINT NOT NULL
+  );
+  ALTER TABLE shard_results ADD COLUMN address TEXT;
+  ALTER TABLE leases ADD COLUMN result_digest TEXT;
+  ALTER TABLE leases ADD COLUMN result_reply TEXT;
+  ALTER TABLE jobs ADD COLUMN replica_wait_ms BIGINT;
+  `,
 ];
 
 /** The advisory lock key that serialises migration runs across coordinators ("tess" in ASCII). */

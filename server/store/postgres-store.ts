@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import type { PoolClient, QueryResultRow } from 'pg';
 import type { JobStatus, JobType } from '../../shared/api';
-import type { TrustRecord, TrustStatus } from '../trust/reputation';
+import { PROBATION_MS, type TrustRecord, type TrustStatus } from '../trust/reputation';
 import { migratePostgres } from './postgres-migrations';
 import { inTransaction, RETRYABLE_SQLSTATES } from '../storage/pg-transaction';
 import { quotaViolation } from './store';
@@ -77,6 +77,7 @@ interface JobRow {
   updated_at: number;
   completed_at: number | null;
   result_deleted: boolean;
+  replica_wait_ms: number | null;
 }
 
 interface ShardRow {
@@ -101,6 +102,8 @@ interface LeaseRow {
   granted_at: number;
   deadline: number;
   shard_id: string;
+  result_digest: string | null;
+  result_reply: string | null;
 }
 
 interface KeyRow {
@@ -131,7 +134,16 @@ interface ContributorRow {
   canaries_failed: number;
   display_name: string | null;
   team_id: string | null;
+  address: string | null;
+  verified_jobs: number;
+  last_verified_job: string | null;
+  first_verified_at: number | null;
+  /** From CONTRIBUTOR_PROBATION: non-zero when its network has a ban that puts it on probation. */
+  probation: number;
 }
+
+/** A contributor row's probation: a ban on the network it was minted from, at most PROBATION_MS before it was minted, or any time after. */
+const CONTRIBUTOR_PROBATION = `(SELECT COUNT(*) FROM address_bans b WHERE b.prefix = c.address AND b.banned_at >= c.created_at - ${PROBATION_MS}) AS probation`;
 
 function toJob(r: JobRow): JobRecord {
   return {
@@ -155,6 +167,7 @@ function toJob(r: JobRow): JobRecord {
     updatedAt: r.updated_at,
     completedAt: r.completed_at,
     resultDeleted: r.result_deleted,
+    replicaWaitMs: r.replica_wait_ms,
   };
 }
 
@@ -164,8 +177,13 @@ function toTrust(r: ContributorRow): TrustRecord {
     strikes: r.strikes,
     cleanSinceStrike: r.clean_since_strike,
     verified: r.verified_shards,
+    verifiedFlops: r.flops,
+    verifiedJobs: r.verified_jobs,
+    lastVerifiedJob: r.last_verified_job,
+    firstVerifiedAt: r.first_verified_at,
     canariesPassed: r.canaries_passed,
     canariesFailed: r.canaries_failed,
+    probation: r.probation > 0,
   };
 }
 
@@ -183,6 +201,7 @@ function toContributor(r: ContributorRow & { team_name: string | null }): Contri
     statusReason: r.status_reason,
     name: r.display_name,
     team: r.team_name,
+    address: r.address,
   };
 }
 
@@ -276,9 +295,9 @@ export class PostgresStore implements Store {
         if (over) throw over;
       }
       await c.query(
-        `INSERT INTO jobs (id, type, status, owner, priority, verification, hidden, m, k, n, tile_rows, tile_cols, total_shards, input_bytes, result_bytes, created_at, updated_at)
-         VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)`,
-        [job.id, job.type, job.owner, job.priority, job.verification, job.hidden ?? false, job.m, job.k, job.n, job.tileRows, job.tileCols, job.shards.length, job.inputBytes ?? 0, job.resultBytes ?? 0, job.now],
+        `INSERT INTO jobs (id, type, status, owner, priority, verification, hidden, m, k, n, tile_rows, tile_cols, total_shards, input_bytes, result_bytes, created_at, updated_at, replica_wait_ms)
+         VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, $16)`,
+        [job.id, job.type, job.owner, job.priority, job.verification, job.hidden ?? false, job.m, job.k, job.n, job.tileRows, job.tileCols, job.shards.length, job.inputBytes ?? 0, job.resultBytes ?? 0, job.now, job.replicaWaitMs ?? null],
       );
       const p = job.panels;
       if (p.length > 0) {
@@ -511,10 +530,10 @@ export class PostgresStore implements Store {
           `SELECT s.* FROM shards s WHERE s.state = 'queued' AND s.job_id = $1
              AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.shard_id = s.id AND l.contributor_id = $2
                              AND (l.state = 'rejected' OR (l.state = 'expired' AND l.ended_at > $3)))
-             AND NOT EXISTS (SELECT 1 FROM shard_results p WHERE p.shard_id = s.id AND p.contributor_id = $2)
+             AND NOT EXISTS (SELECT 1 FROM shard_results p WHERE p.shard_id = s.id AND (p.contributor_id = $2 OR p.address = $6))
            ORDER BY (s.row_panel = $4)::int + (s.col_panel = $5)::int DESC, s.idx
            LIMIT 1 FOR UPDATE OF s SKIP LOCKED`,
-          [job.id, req.contributorId, cooldown, same ? prefer!.rowPanel : -1, same ? prefer!.colPanel : -1],
+          [job.id, req.contributorId, cooldown, same ? prefer!.rowPanel : -1, same ? prefer!.colPanel : -1, req.network ?? null],
         );
         if (!shard) {
           skipped.push(job.id);
@@ -551,10 +570,10 @@ export class PostgresStore implements Store {
            AND (SELECT count(*) FROM leases x WHERE x.shard_id = s.id AND x.state = 'active') = 1
            AND NOT EXISTS (SELECT 1 FROM leases r WHERE r.shard_id = s.id AND r.contributor_id = $2
                            AND (r.state = 'rejected' OR (r.state = 'expired' AND r.ended_at > $4)))
-           AND NOT EXISTS (SELECT 1 FROM shard_results p WHERE p.shard_id = s.id AND p.contributor_id = $2)
+           AND NOT EXISTS (SELECT 1 FROM shard_results p WHERE p.shard_id = s.id AND (p.contributor_id = $2 OR p.address = $7))
          ORDER BY j.priority DESC, l.granted_at ASC LIMIT 1
          FOR UPDATE OF s SKIP LOCKED`,
-        [req.now - req.speculateAfterMs, req.contributorId, tooLarge, req.now - EXPIRED_COOLDOWN_MS, raced, req.jobTypes],
+        [req.now - req.speculateAfterMs, req.contributorId, tooLarge, req.now - EXPIRED_COOLDOWN_MS, raced, req.jobTypes, req.network ?? null],
       );
       if (!s) return;
       // The count above is from the statement's snapshot; now that the shard is locked, its leases cannot change under us.
@@ -593,7 +612,7 @@ export class PostgresStore implements Store {
         }
     >(
       this.pool,
-      `SELECT j.*, l.token, l.state, l.contributor_id, l.session_id, l.granted_at, l.deadline,
+      `SELECT j.*, l.token, l.state, l.contributor_id, l.session_id, l.granted_at, l.deadline, l.result_digest, l.result_reply,
               s.id AS shard_id, s.state AS shard_state, s.row_panel, s.col_panel, s.row0, s.col0, s.rows, s.cols,
               pa.sha256 AS a_sha256, pa.bytes AS a_bytes, pb.sha256 AS b_sha256, pb.bytes AS b_bytes
        FROM leases l JOIN shards s ON s.id = l.shard_id JOIN jobs j ON j.id = s.job_id
@@ -619,7 +638,33 @@ export class PostgresStore implements Store {
       job: toJob(r),
       a: r.a_sha256 === null ? null : { side: 'a', idx: r.row_panel, sha256: r.a_sha256, bytes: r.a_bytes! },
       b: r.b_sha256 === null ? null : { side: 'b', idx: r.col_panel, sha256: r.b_sha256, bytes: r.b_bytes! },
+      ...(r.result_digest !== null && r.result_reply !== null ? { answered: { digest: r.result_digest, reply: r.result_reply } } : {}),
     };
+  }
+
+  async requeueUnconfirmed(contributorId: string, now: number): Promise<number> {
+    return this.tx(async (c) => {
+      // Shards first, then their jobs in id order: the store's lock order.
+      const shards = await this.rows<{ id: string; job_id: string }>(
+        c,
+        `SELECT s.id, s.job_id FROM shards s JOIN jobs j ON j.id = s.job_id
+         WHERE s.verified_by = $1 AND s.state = 'verified' AND j.${ACTIVE_JOB} AND j.type = 'inference' AND j.verification = 'recompute'
+         ORDER BY s.id FOR UPDATE OF s`,
+        [contributorId],
+      );
+      if (shards.length === 0) return 0;
+      await c.query(`UPDATE shards SET state = 'queued', verified_by = NULL, verified_at = NULL WHERE id = ANY($1::text[])`, [shards.map((s) => s.id)]);
+      const perJob = new Map<string, number>();
+      for (const s of shards) perJob.set(s.job_id, (perJob.get(s.job_id) ?? 0) + 1);
+      for (const [jobId, n] of [...perJob].sort(([x], [y]) => (x < y ? -1 : 1))) {
+        await c.query(`UPDATE jobs SET verified_shards = verified_shards - $1, updated_at = $2 WHERE id = $3`, [n, now, jobId]);
+      }
+      return shards.length;
+    });
+  }
+
+  async rememberReply(token: string, digest: string, reply: string): Promise<void> {
+    await this.pool.query(`UPDATE leases SET result_digest = $1, result_reply = $2 WHERE token = $3`, [digest, reply, token]);
   }
 
   /**
@@ -811,20 +856,21 @@ export class PostgresStore implements Store {
     });
   }
 
-  async addPendingResult(token: string, sha256: string, bytes: number, now: number): Promise<PendingResult[]> {
+  async addPendingResult(token: string, sha256: string, bytes: number, now: number, network?: string): Promise<PendingResult[]> {
     return this.tx(async (c) => {
       const lease = await this.row<LeaseRow>(c, `SELECT * FROM leases WHERE token = $1`, [token]);
       if (!lease) return [];
       const shard = (await this.row<ShardRow>(c, `SELECT * FROM shards WHERE id = $1 FOR UPDATE`, [lease.shard_id]))!;
       // Delete and insert, as SQLite's INSERT OR REPLACE does: a replaced result moves to the end of the line.
       await c.query(`DELETE FROM shard_results WHERE token = $1`, [token]);
-      await c.query(`INSERT INTO shard_results (token, shard_id, contributor_id, sha256, bytes, created_at) VALUES ($1, $2, $3, $4, $5, $6)`, [
+      await c.query(`INSERT INTO shard_results (token, shard_id, contributor_id, sha256, bytes, created_at, address) VALUES ($1, $2, $3, $4, $5, $6, $7)`, [
         token,
         lease.shard_id,
         lease.contributor_id,
         sha256,
         bytes,
         now,
+        network ?? null,
       ]);
       if (!shard.returned) await c.query(`UPDATE shards SET returned = TRUE WHERE id = $1`, [shard.id]);
       const requeued = (await this.endLeases(c, [token], 'returned', now)).get(shard.job_id) ?? 0; // the shard is queued again for a replica
@@ -840,9 +886,40 @@ export class PostgresStore implements Store {
   private async pendingFor(db: Db, shardId: string): Promise<PendingResult[]> {
     return this.rows<PendingResult>(
       db,
-      `SELECT token, contributor_id AS "contributorId", sha256, bytes FROM shard_results WHERE shard_id = $1 ORDER BY created_at, seq`,
+      `SELECT token, contributor_id AS "contributorId", sha256, bytes, address AS network, created_at AS "createdAt" FROM shard_results WHERE shard_id = $1 ORDER BY created_at, seq`,
       [shardId],
     );
+  }
+
+  async awaitingReplicas(jobId: string): Promise<{ shards: number; oldest: number | null }> {
+    const r = await this.row<{ shards: number; oldest: number | null }>(
+      this.pool,
+      `SELECT count(DISTINCT p.shard_id)::int AS shards, min(p.created_at) AS oldest FROM shard_results p JOIN shards s ON s.id = p.shard_id
+       WHERE s.job_id = $1 AND s.state != 'verified'`,
+      [jobId],
+    );
+    return { shards: r?.shards ?? 0, oldest: r?.oldest ?? null };
+  }
+
+  async parkedOlderThan(now: number): Promise<(PendingResult & { shardId: string })[]> {
+    return this.rows<PendingResult & { shardId: string }>(
+      this.pool,
+      `SELECT p.token, p.shard_id AS "shardId", p.contributor_id AS "contributorId", p.sha256, p.bytes, p.address AS network, p.created_at AS "createdAt"
+       FROM shard_results p JOIN shards s ON s.id = p.shard_id JOIN jobs j ON j.id = s.job_id
+       WHERE j.replica_wait_ms IS NOT NULL AND j.${ACTIVE_JOB} AND s.state != 'verified' AND p.created_at + j.replica_wait_ms <= $1
+       ORDER BY p.created_at LIMIT 100`,
+      [now],
+    );
+  }
+
+  async shardsFromBanned(jobId: string): Promise<{ shards: number; contributors: number }> {
+    const r = await this.row<{ shards: number; contributors: number }>(
+      this.pool,
+      `SELECT count(*)::int AS shards, count(DISTINCT s.verified_by)::int AS contributors FROM shards s JOIN contributors c ON c.id = s.verified_by
+       WHERE s.job_id = $1 AND s.state = 'verified' AND c.status = 'banned'`,
+      [jobId],
+    );
+    return { shards: r?.shards ?? 0, contributors: r?.contributors ?? 0 };
   }
 
   async pendingResults(shardId: string): Promise<PendingResult[]> {
@@ -869,15 +946,18 @@ export class PostgresStore implements Store {
 
   async updateTrust(contributorId: string, change: (rec: TrustRecord) => TrustRecord, reason: string): Promise<TrustRecord> {
     return this.tx(async (c) => {
-      const r = await this.row<ContributorRow>(c, `SELECT * FROM contributors WHERE id = $1 FOR UPDATE`, [contributorId]);
+      const r = await this.row<ContributorRow>(c, `SELECT c.*, ${CONTRIBUTOR_PROBATION} FROM contributors c WHERE c.id = $1 FOR UPDATE OF c`, [contributorId]);
       if (!r) throw new Error(`no contributor ${contributorId}`);
-      const next = change(toTrust(r));
+      const before = toTrust(r);
+      const next = change(before);
       await c.query(
         `UPDATE contributors SET status = $1, strikes = $2, clean_since_strike = $3, canaries_passed = $4, canaries_failed = $5,
+           verified_jobs = $8, last_verified_job = $9, first_verified_at = $10,
            status_reason = CASE WHEN $1 <> status THEN $6 ELSE status_reason END WHERE id = $7`,
-        [next.status, next.strikes, next.cleanSinceStrike, next.canariesPassed, next.canariesFailed, reason, contributorId],
+        [next.status, next.strikes, next.cleanSinceStrike, next.canariesPassed, next.canariesFailed, reason, contributorId, next.verifiedJobs, next.lastVerifiedJob, next.firstVerifiedAt],
       );
-      return next;
+      // What the store counts itself (with the credit, from address_bans) is as stored, whatever `change` did to it.
+      return { ...next, verified: before.verified, verifiedFlops: before.verifiedFlops, probation: before.probation };
     });
   }
 
@@ -1013,20 +1093,43 @@ export class PostgresStore implements Store {
     await this.pool.query(`UPDATE jobs SET result_deleted = TRUE, updated_at = $1 WHERE id = $2`, [Date.now(), jobId]);
   }
 
-  async registerContributor(c: { id: string; tokenHash: string; kind: string; adapter: string; now: number }): Promise<void> {
-    await this.pool.query(`INSERT INTO contributors (id, token_hash, kind, adapter, created_at, last_seen_at) VALUES ($1, $2, $3, $4, $5, $5)`, [
+  async registerContributor(c: { id: string; tokenHash: string; kind: string; adapter: string; now: number; address?: string }): Promise<void> {
+    await this.pool.query(`INSERT INTO contributors (id, token_hash, kind, adapter, created_at, last_seen_at, address) VALUES ($1, $2, $3, $4, $5, $5, $6)`, [
       c.id,
       c.tokenHash,
       c.kind,
       c.adapter,
       c.now,
+      c.address ?? null,
     ]);
+  }
+
+  async identitiesMintedSince(address: string, since: number): Promise<{ count: number; oldestAt: number | null }> {
+    const r = await this.row<{ count: number; oldest: number | null }>(
+      this.pool,
+      `SELECT COUNT(*) AS count, MIN(created_at) AS oldest FROM contributors WHERE address = $1 AND created_at >= $2`,
+      [address, since],
+    );
+    return { count: r?.count ?? 0, oldestAt: r?.oldest ?? null };
+  }
+
+  async recordAddressBan(prefix: string, contributorId: string, now: number): Promise<void> {
+    await this.pool.query(
+      `INSERT INTO address_bans (prefix, contributor_id, banned_at) VALUES ($1, $2, $3)
+       ON CONFLICT (prefix) DO UPDATE SET contributor_id = EXCLUDED.contributor_id, banned_at = EXCLUDED.banned_at WHERE EXCLUDED.banned_at >= address_bans.banned_at`,
+      [prefix, contributorId, now],
+    );
+  }
+
+  async addressBan(prefix: string): Promise<{ contributorId: string; bannedAt: number } | undefined> {
+    const r = await this.row<{ contributor_id: string; banned_at: number }>(this.pool, `SELECT contributor_id, banned_at FROM address_bans WHERE prefix = $1`, [prefix]);
+    return r ? { contributorId: r.contributor_id, bannedAt: r.banned_at } : undefined;
   }
 
   private async contributorWhere(where: string, value: string): Promise<ContributorRecord | undefined> {
     const r = await this.row<ContributorRow & { team_name: string | null }>(
       this.pool,
-      `SELECT c.*, t.name AS team_name FROM contributors c LEFT JOIN teams t ON t.id = c.team_id WHERE ${where}`,
+      `SELECT c.*, t.name AS team_name, ${CONTRIBUTOR_PROBATION} FROM contributors c LEFT JOIN teams t ON t.id = c.team_id WHERE ${where}`,
       [value],
     );
     return r ? toContributor(r) : undefined;

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import BetterSqlite3 from 'better-sqlite3';
 import type { Database, Statement } from 'better-sqlite3';
 import type { JobStatus, JobType } from '../../shared/api';
-import type { TrustRecord, TrustStatus } from '../trust/reputation';
+import { PROBATION_MS, type TrustRecord, type TrustStatus } from '../trust/reputation';
 import { migrate } from './migrations';
 import { quotaViolation } from './store';
 import type {
@@ -56,6 +56,7 @@ interface JobRow {
   updated_at: number;
   completed_at: number | null;
   result_deleted: number;
+  replica_wait_ms: number | null;
 }
 
 interface ShardRow {
@@ -101,7 +102,16 @@ interface ContributorRow {
   canaries_failed: number;
   display_name: string | null;
   team_id: string | null;
+  address: string | null;
+  verified_jobs: number;
+  last_verified_job: string | null;
+  first_verified_at: number | null;
+  /** From CONTRIBUTOR_PROBATION: non-zero when its network has a ban that puts it on probation. */
+  probation: number;
 }
+
+/** A contributor row with its probation: a ban on the network it was minted from, at most PROBATION_MS before it was minted, or any time after. */
+const CONTRIBUTOR_PROBATION = `(SELECT COUNT(*) FROM address_bans b WHERE b.prefix = c.address AND b.banned_at >= c.created_at - ${PROBATION_MS}) AS probation`;
 
 function toTrust(r: ContributorRow): TrustRecord {
   return {
@@ -109,8 +119,13 @@ function toTrust(r: ContributorRow): TrustRecord {
     strikes: r.strikes,
     cleanSinceStrike: r.clean_since_strike,
     verified: r.verified_shards,
+    verifiedFlops: r.flops,
+    verifiedJobs: r.verified_jobs,
+    lastVerifiedJob: r.last_verified_job,
+    firstVerifiedAt: r.first_verified_at,
     canariesPassed: r.canaries_passed,
     canariesFailed: r.canaries_failed,
+    probation: r.probation > 0,
   };
 }
 
@@ -122,6 +137,8 @@ interface LeaseRow {
   granted_at: number;
   deadline: number;
   shard_id: string;
+  result_digest: string | null;
+  result_reply: string | null;
 }
 
 function toJob(r: JobRow): JobRecord {
@@ -146,6 +163,7 @@ function toJob(r: JobRow): JobRecord {
     updatedAt: r.updated_at,
     completedAt: r.completed_at,
     resultDeleted: r.result_deleted === 1,
+    replicaWaitMs: r.replica_wait_ms,
   };
 }
 
@@ -185,8 +203,8 @@ export class SqliteStore implements Store {
 
   async createJob(job: NewJob): Promise<void> {
     const insertJob = this.stmt(
-      `INSERT INTO jobs (id, type, status, owner, priority, verification, hidden, m, k, n, tile_rows, tile_cols, total_shards, input_bytes, result_bytes, created_at, updated_at)
-       VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO jobs (id, type, status, owner, priority, verification, hidden, m, k, n, tile_rows, tile_cols, total_shards, input_bytes, result_bytes, created_at, updated_at, replica_wait_ms)
+       VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
     const insertPanel = this.stmt(`INSERT INTO job_panels (job_id, side, idx, sha256, bytes) VALUES (?, ?, ?, ?, ?)`);
     const insertShard = this.stmt(
@@ -196,7 +214,7 @@ export class SqliteStore implements Store {
       // Inside the write transaction (IMMEDIATE: other writers wait), so parallel submits are counted one after another.
       const over = job.quota && job.owner !== null ? quotaViolation(job, this.usageOf(job.owner)) : undefined;
       if (over) throw over;
-      insertJob.run(job.id, job.type, job.owner, job.priority, job.verification, job.hidden ? 1 : 0, job.m, job.k, job.n, job.tileRows, job.tileCols, job.shards.length, job.inputBytes ?? 0, job.resultBytes ?? 0, job.now, job.now);
+      insertJob.run(job.id, job.type, job.owner, job.priority, job.verification, job.hidden ? 1 : 0, job.m, job.k, job.n, job.tileRows, job.tileCols, job.shards.length, job.inputBytes ?? 0, job.resultBytes ?? 0, job.now, job.now, job.replicaWaitMs ?? null);
       for (const p of job.panels) insertPanel.run(job.id, p.side, p.idx, p.sha256, p.bytes);
       for (const s of job.shards) insertShard.run(s.id, job.id, s.idx, s.rowPanel, s.colPanel, s.row0, s.col0, s.rows, s.cols);
       if (job.spec !== undefined) this.stmt(`INSERT INTO job_specs (job_id, spec) VALUES (?, ?)`).run(job.id, job.spec);
@@ -424,7 +442,7 @@ export class SqliteStore implements Store {
       `SELECT * FROM shards s WHERE s.state = 'queued' AND s.job_id = ?
          AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.shard_id = s.id AND l.contributor_id = ?
                          AND (l.state = 'rejected' OR (l.state = 'expired' AND l.ended_at > ?)))
-         AND NOT EXISTS (SELECT 1 FROM shard_results p WHERE p.shard_id = s.id AND p.contributor_id = ?)
+         AND NOT EXISTS (SELECT 1 FROM shard_results p WHERE p.shard_id = s.id AND (p.contributor_id = ? OR p.address = ?))
        ORDER BY (s.row_panel = ?) + (s.col_panel = ?) DESC, s.idx LIMIT 1`,
     );
     const pickStraggler = this.stmt(
@@ -434,7 +452,7 @@ export class SqliteStore implements Store {
          AND (SELECT count(*) FROM leases x WHERE x.shard_id = s.id AND x.state = 'active') = 1
          AND NOT EXISTS (SELECT 1 FROM leases r WHERE r.shard_id = s.id AND r.contributor_id = ?
                          AND (r.state = 'rejected' OR (r.state = 'expired' AND r.ended_at > ?)))
-         AND NOT EXISTS (SELECT 1 FROM shard_results p WHERE p.shard_id = s.id AND p.contributor_id = ?)
+         AND NOT EXISTS (SELECT 1 FROM shard_results p WHERE p.shard_id = s.id AND (p.contributor_id = ? OR p.address = ?))
        ORDER BY j.priority DESC, l.granted_at ASC LIMIT 1`,
     );
     const activeInSession = this.stmt(`SELECT count(*) AS n FROM leases WHERE session_id = ? AND state = 'active'`);
@@ -477,7 +495,7 @@ export class SqliteStore implements Store {
           const job = pickJob.get(JSON.stringify(skipped), types, held) as { id: string; k: number; type: JobType } | undefined;
           if (!job) break;
           const same = prefer?.jobId === job.id;
-          const shard = pickShard.get(job.id, req.contributorId, req.now - EXPIRED_COOLDOWN_MS, req.contributorId, same ? prefer!.rowPanel : -1, same ? prefer!.colPanel : -1) as ShardRow | undefined;
+          const shard = pickShard.get(job.id, req.contributorId, req.now - EXPIRED_COOLDOWN_MS, req.contributorId, req.network ?? null, same ? prefer!.rowPanel : -1, same ? prefer!.colPanel : -1) as ShardRow | undefined;
           if (!shard) {
             skipped.push(job.id);
             continue;
@@ -494,7 +512,7 @@ export class SqliteStore implements Store {
         }
         const tooLarge: string[] = [];
         while (granted.length < want && Number.isFinite(req.speculateAfterMs)) {
-          const s = pickStraggler.get(req.now - req.speculateAfterMs, req.contributorId, JSON.stringify(tooLarge), types, req.contributorId, req.now - EXPIRED_COOLDOWN_MS, req.contributorId) as
+          const s = pickStraggler.get(req.now - req.speculateAfterMs, req.contributorId, JSON.stringify(tooLarge), types, req.contributorId, req.now - EXPIRED_COOLDOWN_MS, req.contributorId, req.network ?? null) as
             | (ShardRow & { k: number; job_type: JobType })
             | undefined;
           if (!s) break;
@@ -532,7 +550,30 @@ export class SqliteStore implements Store {
       job,
       a: this.panelOrNull(job.id, 'a', shard.row_panel),
       b: this.panelOrNull(job.id, 'b', shard.col_panel),
+      ...(lease.result_digest !== null && lease.result_reply !== null ? { answered: { digest: lease.result_digest, reply: lease.result_reply } } : {}),
     };
+  }
+
+  async requeueUnconfirmed(contributorId: string, now: number): Promise<number> {
+    return this.db
+      .transaction(() => {
+        const shards = this.stmt(
+          `SELECT s.id, s.job_id FROM shards s JOIN jobs j ON j.id = s.job_id
+           WHERE s.verified_by = ? AND s.state = 'verified' AND j.${ACTIVE_JOB} AND j.type = 'inference' AND j.verification = 'recompute'`,
+        ).all(contributorId) as { id: string; job_id: string }[];
+        const requeue = this.stmt(`UPDATE shards SET state = 'queued', verified_by = NULL, verified_at = NULL WHERE id = ?`);
+        const uncount = this.stmt(`UPDATE jobs SET verified_shards = verified_shards - 1, updated_at = ? WHERE id = ?`);
+        for (const s of shards) {
+          requeue.run(s.id);
+          uncount.run(now, s.job_id);
+        }
+        return shards.length;
+      })
+      .immediate();
+  }
+
+  async rememberReply(token: string, digest: string, reply: string): Promise<void> {
+    this.stmt(`UPDATE leases SET result_digest = ?, result_reply = ? WHERE token = ?`).run(digest, reply, token);
   }
 
   /** Ends a lease; if it was the shard's only active lease and the shard is still leased, requeues the shard. */
@@ -833,9 +874,29 @@ export class SqliteStore implements Store {
     this.stmt(`UPDATE jobs SET result_deleted = 1, updated_at = ? WHERE id = ?`).run(Date.now(), jobId);
   }
 
-  async registerContributor(c: { id: string; tokenHash: string; kind: string; adapter: string; now: number }): Promise<void> {
-    this.stmt(`INSERT INTO contributors (id, token_hash, kind, adapter, created_at, last_seen_at) VALUES (?, ?, ?, ?, ?, ?)`)
-      .run(c.id, c.tokenHash, c.kind, c.adapter, c.now, c.now);
+  async registerContributor(c: { id: string; tokenHash: string; kind: string; adapter: string; now: number; address?: string }): Promise<void> {
+    this.stmt(`INSERT INTO contributors (id, token_hash, kind, adapter, created_at, last_seen_at, address) VALUES (?, ?, ?, ?, ?, ?, ?)`)
+      .run(c.id, c.tokenHash, c.kind, c.adapter, c.now, c.now, c.address ?? null);
+  }
+
+  async identitiesMintedSince(address: string, since: number): Promise<{ count: number; oldestAt: number | null }> {
+    const r = this.stmt(`SELECT COUNT(*) AS count, MIN(created_at) AS oldest FROM contributors WHERE address = ? AND created_at >= ?`).get(address, since) as {
+      count: number;
+      oldest: number | null;
+    };
+    return { count: r.count, oldestAt: r.oldest };
+  }
+
+  async recordAddressBan(prefix: string, contributorId: string, now: number): Promise<void> {
+    this.stmt(
+      `INSERT INTO address_bans (prefix, contributor_id, banned_at) VALUES (?, ?, ?)
+       ON CONFLICT (prefix) DO UPDATE SET contributor_id = excluded.contributor_id, banned_at = excluded.banned_at WHERE excluded.banned_at >= address_bans.banned_at`,
+    ).run(prefix, contributorId, now);
+  }
+
+  async addressBan(prefix: string): Promise<{ contributorId: string; bannedAt: number } | undefined> {
+    const r = this.stmt(`SELECT contributor_id, banned_at FROM address_bans WHERE prefix = ?`).get(prefix) as { contributor_id: string; banned_at: number } | undefined;
+    return r ? { contributorId: r.contributor_id, bannedAt: r.banned_at } : undefined;
   }
 
   async findContributorByTokenHash(tokenHash: string): Promise<ContributorRecord | undefined> {
@@ -848,7 +909,7 @@ export class SqliteStore implements Store {
   }
 
   async getContributor(id: string): Promise<ContributorRecord | undefined> {
-    const r = this.stmt(`SELECT c.*, t.name AS team_name FROM contributors c LEFT JOIN teams t ON t.id = c.team_id WHERE c.id = ?`).get(id) as
+    const r = this.stmt(`SELECT c.*, t.name AS team_name, ${CONTRIBUTOR_PROBATION} FROM contributors c LEFT JOIN teams t ON t.id = c.team_id WHERE c.id = ?`).get(id) as
       | (ContributorRow & { team_name: string | null })
       | undefined;
     if (!r) return undefined;
@@ -865,21 +926,36 @@ export class SqliteStore implements Store {
       statusReason: r.status_reason,
       name: r.display_name,
       team: r.team_name,
+      address: r.address,
     };
   }
 
   async updateTrust(contributorId: string, change: (rec: TrustRecord) => TrustRecord, reason: string): Promise<TrustRecord> {
     return this.db
       .transaction(() => {
-        const r = this.stmt(`SELECT * FROM contributors WHERE id = ?`).get(contributorId) as ContributorRow | undefined;
+        const r = this.stmt(`SELECT c.*, ${CONTRIBUTOR_PROBATION} FROM contributors c WHERE c.id = ?`).get(contributorId) as ContributorRow | undefined;
         if (!r) throw new Error(`no contributor ${contributorId}`);
         const before = toTrust(r);
         const next = change(before);
         this.stmt(
           `UPDATE contributors SET status = ?, strikes = ?, clean_since_strike = ?, canaries_passed = ?, canaries_failed = ?,
+             verified_jobs = ?, last_verified_job = ?, first_verified_at = ?,
              status_reason = CASE WHEN ? != status THEN ? ELSE status_reason END WHERE id = ?`,
-        ).run(next.status, next.strikes, next.cleanSinceStrike, next.canariesPassed, next.canariesFailed, next.status, reason, contributorId);
-        return next;
+        ).run(
+          next.status,
+          next.strikes,
+          next.cleanSinceStrike,
+          next.canariesPassed,
+          next.canariesFailed,
+          next.verifiedJobs,
+          next.lastVerifiedJob,
+          next.firstVerifiedAt,
+          next.status,
+          reason,
+          contributorId,
+        );
+        // What the store counts itself (with the credit, from address_bans) is as stored, whatever `change` did to it.
+        return { ...next, verified: before.verified, verifiedFlops: before.verifiedFlops, probation: before.probation };
       })
       .immediate();
   }
@@ -921,18 +997,19 @@ export class SqliteStore implements Store {
       .immediate();
   }
 
-  async addPendingResult(token: string, sha256: string, bytes: number, now: number): Promise<PendingResult[]> {
+  async addPendingResult(token: string, sha256: string, bytes: number, now: number, network?: string): Promise<PendingResult[]> {
     return this.db
       .transaction(() => {
         const lease = this.stmt(`SELECT * FROM leases WHERE token = ?`).get(token) as LeaseRow | undefined;
         if (!lease) return [];
-        this.stmt(`INSERT OR REPLACE INTO shard_results (token, shard_id, contributor_id, sha256, bytes, created_at) VALUES (?, ?, ?, ?, ?, ?)`).run(
+        this.stmt(`INSERT OR REPLACE INTO shard_results (token, shard_id, contributor_id, sha256, bytes, created_at, address) VALUES (?, ?, ?, ?, ?, ?, ?)`).run(
           token,
           lease.shard_id,
           lease.contributor_id,
           sha256,
           bytes,
           now,
+          network ?? null,
         );
         const shard = this.stmt(`SELECT * FROM shards WHERE id = ?`).get(lease.shard_id) as ShardRow;
         if (!shard.returned) {
@@ -947,8 +1024,32 @@ export class SqliteStore implements Store {
 
   private pendingFor(shardId: string): PendingResult[] {
     return this.stmt(
-      `SELECT token, contributor_id AS contributorId, sha256, bytes FROM shard_results WHERE shard_id = ? ORDER BY created_at`,
+      `SELECT token, contributor_id AS contributorId, sha256, bytes, address AS network, created_at AS createdAt FROM shard_results WHERE shard_id = ? ORDER BY created_at`,
     ).all(shardId) as PendingResult[];
+  }
+
+  async awaitingReplicas(jobId: string): Promise<{ shards: number; oldest: number | null }> {
+    const r = this.stmt(
+      `SELECT count(DISTINCT p.shard_id) AS shards, min(p.created_at) AS oldest FROM shard_results p JOIN shards s ON s.id = p.shard_id
+       WHERE s.job_id = ? AND s.state != 'verified'`,
+    ).get(jobId) as { shards: number; oldest: number | null };
+    return r;
+  }
+
+  async parkedOlderThan(now: number): Promise<(PendingResult & { shardId: string })[]> {
+    return this.stmt(
+      `SELECT p.token, p.shard_id AS shardId, p.contributor_id AS contributorId, p.sha256, p.bytes, p.address AS network, p.created_at AS createdAt
+       FROM shard_results p JOIN shards s ON s.id = p.shard_id JOIN jobs j ON j.id = s.job_id
+       WHERE j.replica_wait_ms IS NOT NULL AND j.${ACTIVE_JOB} AND s.state != 'verified' AND p.created_at + j.replica_wait_ms <= ?
+       ORDER BY p.created_at LIMIT 100`,
+    ).all(now) as (PendingResult & { shardId: string })[];
+  }
+
+  async shardsFromBanned(jobId: string): Promise<{ shards: number; contributors: number }> {
+    return this.stmt(
+      `SELECT count(*) AS shards, count(DISTINCT s.verified_by) AS contributors FROM shards s JOIN contributors c ON c.id = s.verified_by
+       WHERE s.job_id = ? AND s.state = 'verified' AND c.status = 'banned'`,
+    ).get(jobId) as { shards: number; contributors: number };
   }
 
   async pendingResults(shardId: string): Promise<PendingResult[]> {

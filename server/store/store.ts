@@ -106,6 +106,8 @@ export interface NewJob {
   spec?: string;
   /** Refuse the job (QuotaExceededError) if, counted with the owner's committed jobs, it exceeds these limits. */
   quota?: JobQuota;
+  /** Replicated matmul: a tile that passed Freivalds' check is assembled on that check alone after waiting this long for a second contributor. */
+  replicaWaitMs?: number;
   now: number;
 }
 
@@ -130,6 +132,8 @@ export interface JobRecord {
   updatedAt: number;
   completedAt: number | null;
   resultDeleted: boolean;
+  /** See NewJob.replicaWaitMs; null: a replicated tile waits for its second contributor however long it takes. */
+  replicaWaitMs: number | null;
 }
 
 /** A shard as the dispatcher needs it to build a lease message. */
@@ -179,6 +183,8 @@ export interface LeaseGrantRequest {
   heldBlobs?: readonly string[];
   /** Jobs not to lease from this time (left to contributors that hold their model). */
   deferJobs?: readonly string[];
+  /** The contributor's network prefix: a shard whose parked replica came from this network is not leased to it (the second opinion must be independent). */
+  network?: string;
 }
 
 export type LeaseState = 'active' | 'returned' | 'rejected' | 'expired' | 'released' | 'superseded' | 'cancelled';
@@ -200,6 +206,8 @@ export interface LeaseLookup {
   /** Null once the job ended and its inputs were released. */
   a: PanelRecord | null;
   b: PanelRecord | null;
+  /** The first result sent for this lease (a SHA-256 of its bytes) and the reply it got, once it had one. */
+  answered?: { digest: string; reply: string };
 }
 
 export interface PendingResult {
@@ -207,6 +215,9 @@ export interface PendingResult {
   contributorId: string;
   sha256: string;
   bytes: number;
+  /** The sender's network prefix, when known. */
+  network: string | null;
+  createdAt: number;
 }
 
 export type AcceptOutcome =
@@ -232,6 +243,8 @@ export interface ContributorRecord {
   statusReason: string | null;
   name: string | null;
   team: string | null;
+  /** The network prefix (server/trust/network-prefix.ts) it was minted from; null when unknown. Never shown publicly. */
+  address: string | null;
 }
 
 export interface LeaderRow {
@@ -335,11 +348,29 @@ export interface Store {
   /** Leases one specific shard (a canary) to a contributor. */
   leaseShard(shardId: string, req: Omit<LeaseGrantRequest, 'max' | 'prefer' | 'speculateAfterMs' | 'maxActivePerSession' | 'jobTypes' | 'heldBlobs' | 'deferJobs'>): Promise<GrantedLease | undefined>;
   /** Parks a result until a replica agrees with it; the shard goes back to the queue for another contributor. */
-  addPendingResult(token: string, sha256: string, bytes: number, now: number): Promise<PendingResult[]>;
+  addPendingResult(token: string, sha256: string, bytes: number, now: number, network?: string): Promise<PendingResult[]>;
   pendingResults(shardId: string): Promise<PendingResult[]>;
+  /** Shards of the job with a parked result still waiting for a second opinion, and since when the oldest waits. */
+  awaitingReplicas(jobId: string): Promise<{ shards: number; oldest: number | null }>;
+  /** Parked results of active jobs with a replica wait, older than it (oldest first, at most 100). */
+  parkedOlderThan(now: number): Promise<(PendingResult & { shardId: string })[]>;
+  /** Verified shards of the job whose result came from a contributor that is banned now. */
+  shardsFromBanned(jobId: string): Promise<{ shards: number; contributors: number }>;
+  /**
+   * A contributor was caught: shards of active jobs it alone vouched for (accepted on a sampled
+   * check — inference with verification=recompute) go back to the queue, so someone else computes
+   * them before the job assembles. Returns the shards requeued.
+   */
+  requeueUnconfirmed(contributorId: string, now: number): Promise<number>;
+  /** Records the digest of the first result sent for a lease and the reply it got, so a re-send gets the same reply. */
+  rememberReply(token: string, digest: string, reply: string): Promise<void>;
   /** Drops parked results (of a shard, or of a banned contributor); returns blobs no longer referenced. */
   dropPendingResults(filter: { shardId?: string; contributorId?: string; tokens?: string[] }): Promise<string[]>;
-  /** Applies a reputation change atomically; returns the new record. */
+  /**
+   * Applies a reputation change atomically; returns the new record. It stores the strikes, status, canary
+   * counts and the distinct-job fields; `verified` and `verifiedFlops` are counted by acceptResult with
+   * the credit, and `probation` comes from address_bans, so changes to those three are not stored.
+   */
   updateTrust(contributorId: string, change: (rec: TrustRecord) => TrustRecord, reason: string): Promise<TrustRecord>;
   /** Releases every active lease a contributor holds (on ban). */
   releaseContributor(contributorId: string, now: number): Promise<number>;
@@ -380,7 +411,14 @@ export interface Store {
   resultsToExpire(before: number): Promise<string[]>;
   markResultDeleted(jobId: string): Promise<void>;
 
-  registerContributor(c: { id: string; tokenHash: string; kind: string; adapter: string; now: number }): Promise<void>;
+  /** `address`: the network prefix the identity is minted from, when known (counted by identitiesMintedSince). */
+  registerContributor(c: { id: string; tokenHash: string; kind: string; adapter: string; now: number; address?: string }): Promise<void>;
+  /** Identities minted from this network prefix at or after `since`, and when the oldest of them was. */
+  identitiesMintedSince(address: string, since: number): Promise<{ count: number; oldestAt: number | null }>;
+  /** Records that an identity from this network prefix was banned (a later ban replaces the time). */
+  recordAddressBan(prefix: string, contributorId: string, now: number): Promise<void>;
+  /** The latest ban recorded on this network prefix, if any. */
+  addressBan(prefix: string): Promise<{ contributorId: string; bannedAt: number } | undefined>;
   findContributorByTokenHash(tokenHash: string): Promise<ContributorRecord | undefined>;
   touchContributor(id: string, kind: string, adapter: string, now: number): Promise<void>;
   getContributor(id: string): Promise<ContributorRecord | undefined>;

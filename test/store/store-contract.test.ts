@@ -121,7 +121,7 @@ function storeContract(engine: string, open: () => Promise<Opened>): void {
       expect(j1).toEqual({
         id: 'j1', type: 'matmul', status: 'queued', owner: 'alice', priority: 0, verification: 'freivalds', hidden: false,
         m: 32, k: K, n: 32, tileRows: TILE, tileCols: TILE, totalShards: 4, returnedShards: 0, verifiedShards: 0,
-        reason: null, createdAt: NOW, updatedAt: NOW, completedAt: null, resultDeleted: false,
+        reason: null, createdAt: NOW, updatedAt: NOW, completedAt: null, resultDeleted: false, replicaWaitMs: null,
       });
       expect(await store.getJob('nope')).toBeUndefined();
       expect((await store.jobPanels('j1')).map((p) => `${p.side}${p.idx}:${p.bytes}`)).toEqual(['a0:2048', 'a1:2048', 'b0:2048', 'b1:2048']);
@@ -328,7 +328,7 @@ function storeContract(engine: string, open: () => Promise<Opened>): void {
       await contributors(store, 'c1', 'c2', 'c3');
       await store.createJob(matmulJob('j', { rowPanels: 1, colPanels: 1, verification: 'replication' }));
       const l1 = await lease(store, { contributorId: 'c1' });
-      expect(await store.addPendingResult(l1.token, 'r1', 1024, NOW + 1)).toEqual([{ token: l1.token, contributorId: 'c1', sha256: 'r1', bytes: 1024 }]);
+      expect(await store.addPendingResult(l1.token, 'r1', 1024, NOW + 1)).toEqual([{ token: l1.token, contributorId: 'c1', sha256: 'r1', bytes: 1024, network: null, createdAt: NOW + 1 }]);
       expect(await store.getJob('j')).toMatchObject({ returnedShards: 1 });
       expect((await store.findLease(l1.token))).toMatchObject({ state: 'returned', shardState: 'queued' });
       expect(await store.grantLeases(grantReq({ contributorId: 'c1', sessionId: 's1b' }))).toEqual([]);
@@ -347,6 +347,47 @@ function storeContract(engine: string, open: () => Promise<Opened>): void {
       expect(await store.dropPendingResults({ contributorId: 'c2', shardId: l1.shardId })).toEqual(['r2']);
       expect(await store.pendingResults(l1.shardId)).toEqual([]);
       expect(await store.acceptResult(l3.token, NOW + 2, FLOPS, ['c2'])).toEqual({ accepted: true, jobVerified: true });
+    });
+
+    it('keeps what trust needs: replies per lease, independent replicas, visible waits, work of banned contributors', async () => {
+      await contributors(store, 'c1', 'c2', 'c3', 'c4');
+      await store.createJob({ ...matmulJob('j', { rowPanels: 1, colPanels: 2, verification: 'replication' }), replicaWaitMs: 5_000 });
+      expect(await store.getJob('j')).toMatchObject({ replicaWaitMs: 5_000 });
+      const l1 = await lease(store, { contributorId: 'c1', network: '10.0.0.0/24' });
+      expect(await store.findLease(l1.token)).not.toHaveProperty('answered');
+      await store.addPendingResult(l1.token, 'r1', 1024, NOW + 1, '10.0.0.0/24');
+      await store.rememberReply(l1.token, 'digest-1', '{"ok":true,"status":"pending"}');
+      expect((await store.findLease(l1.token))!.answered).toEqual({ digest: 'digest-1', reply: '{"ok":true,"status":"pending"}' });
+      expect(await store.pendingResults(l1.shardId)).toEqual([{ token: l1.token, contributorId: 'c1', sha256: 'r1', bytes: 1024, network: '10.0.0.0/24', createdAt: NOW + 1 }]);
+      expect(await store.awaitingReplicas('j')).toEqual({ shards: 1, oldest: NOW + 1 });
+      // Another identity on the same network is not given the parked shard; one on another network is.
+      const same = await lease(store, { contributorId: 'c2', sessionId: 's2', network: '10.0.0.0/24' });
+      expect(same.shardId).not.toBe(l1.shardId);
+      const other = await lease(store, { contributorId: 'c3', sessionId: 's3', network: '10.0.1.0/24' });
+      expect(other.shardId).toBe(l1.shardId);
+      expect(await store.parkedOlderThan(NOW + 4_000)).toEqual([]);
+      expect(await store.parkedOlderThan(NOW + 5_001)).toMatchObject([{ token: l1.token, shardId: l1.shardId, contributorId: 'c1', sha256: 'r1', network: '10.0.0.0/24' }]);
+      expect(await store.acceptResult(l1.token, NOW + 6_000, FLOPS)).toEqual({ accepted: true, jobVerified: false });
+      await store.dropPendingResults({ shardId: l1.shardId });
+      expect(await store.awaitingReplicas('j')).toEqual({ shards: 0, oldest: null });
+      expect(await store.parkedOlderThan(NOW + 10_000)).toEqual([]);
+      expect(await store.shardsFromBanned('j')).toEqual({ shards: 0, contributors: 0 });
+      await store.updateTrust('c1', (r) => ({ ...r, status: 'banned', strikes: 3 }), 'caught');
+      expect(await store.shardsFromBanned('j')).toEqual({ shards: 1, contributors: 1 });
+
+      // A caught contributor's inference shards accepted on a sampled check go back to the queue; the rest stay.
+      await store.createJob({ ...matmulJob('inf', { rowPanels: 2, colPanels: 1 }), type: 'inference', verification: 'recompute' });
+      const jobTypes = ['inference' as const];
+      const i1 = await lease(store, { contributorId: 'c4', sessionId: 's4', jobTypes });
+      const i2 = await lease(store, { contributorId: 'c4', sessionId: 's4', jobTypes });
+      await store.acceptResult(i1.token, NOW + 1, FLOPS);
+      expect(await store.getJob('inf')).toMatchObject({ verifiedShards: 1 });
+      expect(await store.requeueUnconfirmed('c4', NOW + 2)).toBe(1);
+      expect(await store.getJob('inf')).toMatchObject({ verifiedShards: 0, updatedAt: NOW + 2 });
+      expect((await store.findLease(i1.token))!.shardState).toBe('queued');
+      expect((await store.findLease(i2.token))!.shardState).toBe('leased');
+      expect(await store.requeueUnconfirmed('c4', NOW + 3)).toBe(0);
+      expect(await store.requeueUnconfirmed('c1', NOW + 3)).toBe(0); // matmul tiles were checked on their own
     });
 
     it('keeps job specs and leases by job type, held model blobs and deferred jobs', async () => {
