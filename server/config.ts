@@ -1,6 +1,8 @@
 import { availableParallelism, hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import type { IdentityLimitsConfig } from './trust/identity-limits';
+import type { TrustThresholds } from './trust/reputation';
 
 const int = (def: number, min = 0) => z.coerce.number().int().min(min).default(def);
 /** An optional setting where an empty value (`VAR=` in a unit file) means unset. */
@@ -40,6 +42,12 @@ const EnvSchema = z.object({
   TESSERA_RESULT_TTL_HOURS: z.coerce.number().positive().default(168),
   TESSERA_CORS_ORIGINS: z.string().default(''),
   TESSERA_TRUST_PROXY: z.string().default('loopback'),
+  TESSERA_NEW_IDENTITIES_PER_HOUR: int(20, 1),
+  TESSERA_NEW_IDENTITIES_PER_IP_HOUR: int(5, 1),
+  TESSERA_TRUSTED_AFTER_GFLOP: z.coerce.number().min(0).default(50),
+  TESSERA_TRUSTED_AFTER_JOBS: int(3, 0),
+  TESSERA_TRUSTED_AFTER_HOURS: z.coerce.number().min(0).default(6),
+  TESSERA_TRUSTED_AFTER_CANARIES: int(5, 0),
   TESSERA_METRICS_TOKEN: z.string().default(''),
   TESSERA_RATE_LIMIT_PER_SECOND: int(50, 1),
   TESSERA_RATE_LIMIT_BURST: int(100, 1),
@@ -89,8 +97,12 @@ export interface Config {
   resultTtlMs: number;
   /** Origins allowed to call the REST API and open the contributor channel from another site; empty: same origin only. */
   corsOrigins: string[];
-  /** Express "trust proxy" setting: which hops' X-Forwarded-* headers to believe. */
+  /** Express "trust proxy" setting: which hops' X-Forwarded-* headers to believe (HTTP and the contributor channel). */
   trustProxy: string;
+  /** Identities a `hello` without a known token may mint per hour, per network (/24, /64; cluster-wide) and per address (this node). */
+  newIdentities: IdentityLimitsConfig;
+  /** What a contributor must have done to become trusted (doubled on probation). */
+  trustThresholds: TrustThresholds;
   /** When set, /metrics requires `Authorization: Bearer <token>`. */
   metricsToken: string;
   rateLimit: { perSecond: number; burst: number };
@@ -158,6 +170,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     resultTtlMs: e.TESSERA_RESULT_TTL_HOURS * 3_600_000,
     corsOrigins: e.TESSERA_CORS_ORIGINS.split(',').map((o) => o.trim()).filter(Boolean),
     trustProxy: e.TESSERA_TRUST_PROXY,
+    newIdentities: { perNetworkHour: e.TESSERA_NEW_IDENTITIES_PER_HOUR, perIpHour: e.TESSERA_NEW_IDENTITIES_PER_IP_HOUR },
+    trustThresholds: {
+      gflop: e.TESSERA_TRUSTED_AFTER_GFLOP,
+      jobs: e.TESSERA_TRUSTED_AFTER_JOBS,
+      hours: e.TESSERA_TRUSTED_AFTER_HOURS,
+      canaries: e.TESSERA_TRUSTED_AFTER_CANARIES,
+    },
     metricsToken: e.TESSERA_METRICS_TOKEN,
     rateLimit: { perSecond: e.TESSERA_RATE_LIMIT_PER_SECOND, burst: e.TESSERA_RATE_LIMIT_BURST },
     ...(e.TESSERA_BLOB_SECRET ? { blobSecret: e.TESSERA_BLOB_SECRET } : {}),

@@ -71,7 +71,7 @@ export function createApp(deps: AppDeps): Express {
   const api = express.Router();
   api.get('/openapi.json', (_req, res) => res.json(openapi));
   api.use(blobsRouter(deps.blobs, deps.blobUrls, deps.metrics));
-  api.use(contributorsRouter(deps.store));
+  api.use(contributorsRouter(deps.store, config.trustThresholds));
   api.use(networkRouter(deps.network, deps.benchmarks));
   api.use(resultsRouter(deps.store, deps.intake, deps.metrics, deps.benchmarks));
   api.use(

@@ -4,9 +4,13 @@ import type { ContributorStats } from '../../shared/api';
 import type { ContributorRecord, Store } from '../store/store';
 import { sha256Hex } from '../sha256';
 import { HttpError } from './http-error';
+import { DEFAULT_TRUST_THRESHOLDS, trustLevel, type TrustThresholds } from '../trust/reputation';
 
-/** Public standing of a contributor: what the page shows, and what anyone may look up. Never the token. */
-export function contributorsRouter(store: Store): Router {
+/**
+ * Public standing of a contributor: what the page shows, and what anyone may look up. Never the
+ * token, and never the network it came from.
+ */
+export function contributorsRouter(store: Store, thresholds: TrustThresholds = DEFAULT_TRUST_THRESHOLDS): Router {
   const router = Router();
   /** A contributor's own stats, by its identity token (what the page and agent keep). */
   router.get('/contributors/me', async (req, res) => {
@@ -14,22 +18,28 @@ export function contributorsRouter(store: Store): Router {
     const c = token ? await store.findContributorByTokenHash(sha256Hex(token)) : undefined;
     if (!c) throw new HttpError(401, 'UNAUTHORIZED', 'send your contributor identity token as "Authorization: Bearer <token>"');
     res.set('Cache-Control', 'private, no-store');
-    res.json(view(c));
+    res.json(view(c, thresholds));
   });
 
   router.get('/contributors/:id', async (req, res) => {
     const id = z.string().uuid().safeParse(req.params.id);
     const c = id.success ? await store.getContributor(id.data) : undefined;
     if (!c) throw new HttpError(404, 'CONTRIBUTOR_NOT_FOUND', `no contributor ${JSON.stringify(req.params.id)}`);
-    res.json(view(c));
+    res.json(view(c, thresholds));
   });
   return router;
 }
 
-function view(c: ContributorRecord): ContributorStats {
+function view(c: ContributorRecord, thresholds: TrustThresholds): ContributorStats {
   return {
     id: c.id,
     status: c.trust.status,
+    strikes: c.trust.strikes,
+    trustLevel: trustLevel(c.trust, Date.now(), thresholds),
+    probation: c.trust.probation,
+    verifiedJobs: c.trust.verifiedJobs,
+    canariesPassed: c.trust.canariesPassed,
+    firstVerifiedAt: c.trust.firstVerifiedAt === null ? null : new Date(c.trust.firstVerifiedAt).toISOString(),
     verifiedShards: c.verifiedShards,
     rejectedShards: c.rejectedShards,
     credits: c.credits,

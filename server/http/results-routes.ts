@@ -6,6 +6,7 @@ import type { Store } from '../store/store';
 import { HttpError } from './http-error';
 import type { Metrics } from '../metrics/metrics';
 import type { BenchmarkService } from '../benchmarks/benchmark-service';
+import { networkPrefix } from '../trust/network-prefix';
 
 const STATUS: Partial<Record<ProtocolErrorCode, number>> = {
   LEASE_UNKNOWN: 404,
@@ -52,7 +53,9 @@ export function resultsRouter(store: Store, intake: ResultIntake, metrics: Metri
       let reply: ResultReply;
       if (!lease) reply = { ok: false, error: { code: 'LEASE_UNKNOWN', message: 'no such lease' } };
       else {
-        reply = await intake.submit({ contributorId: lease.contributorId, sessionId: lease.sessionId }, { shardId, leaseToken: token, c: req.body });
+        // req.ip follows TESSERA_TRUST_PROXY (app.ts), as the contributor channel's address does.
+        const network = networkPrefix(req.ip);
+        reply = await intake.submit({ contributorId: lease.contributorId, sessionId: lease.sessionId, ...(network ? { network } : {}) }, { shardId, leaseToken: token, c: req.body });
       }
       res.status(reply.ok ? 200 : (STATUS[reply.error.code] ?? 400)).json(reply);
     },

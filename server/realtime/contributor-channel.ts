@@ -15,6 +15,9 @@ import { checkPublicName, MAX_CONTRIBUTOR_NAME, MAX_TEAM_NAME } from '../communi
 import type { IdleSessions } from './idle-sessions';
 import type { KernelTuning } from '../../shared/matmul-configs';
 import type { TuningCensus } from '../scheduler/tuning-census';
+import { IdentityLimits, type IdentityLimitsConfig } from '../trust/identity-limits';
+import { networkPrefix } from '../trust/network-prefix';
+import { clientAddress, compileTrustProxy } from '../trust/peer-address';
 
 export interface SocketData {
   contributorId?: string;
@@ -25,6 +28,8 @@ export interface SocketData {
   agentKind?: string;
   accepts?: ('matmul' | 'benchmark' | 'inference')[];
   models?: string[];
+  /** The network prefix the connection comes from (server/trust/network-prefix.ts); absent when unknown. */
+  network?: string;
 }
 
 export type ContributorServer = Server<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;
@@ -46,7 +51,13 @@ export interface ChannelDeps {
   metrics: Metrics;
   helloTimeoutMs: number;
   log: Logger;
+  /** TESSERA_TRUST_PROXY: whose X-Forwarded-For names a connection's address (default: loopback's). */
+  trustProxy?: string;
+  /** How many identities a `hello` without a known token may mint (default: 20 per network, 5 per address, per hour). */
+  newIdentities?: IdentityLimitsConfig;
 }
+
+const DEFAULT_IDENTITY_LIMITS: IdentityLimitsConfig = { perNetworkHour: 20, perIpHour: 5 };
 
 const NO_RETRY_MS = 5_000;
 
@@ -121,11 +132,12 @@ function handler<S extends z.ZodType, R extends Reply>(
 }
 
 function session(socket: ContributorSocket, sessionId: string): ContributorSession | undefined {
-  const { contributorId, limits, reportedGflops, tuning, adapter, agentKind, accepts, models } = socket.data;
+  const { contributorId, limits, reportedGflops, tuning, adapter, agentKind, accepts, models, network } = socket.data;
   if (!contributorId || !limits) return undefined;
   return {
     contributorId,
     sessionId,
+    ...(network ? { network } : {}),
     limits,
     ...(reportedGflops ? { reportedGflops } : {}),
     ...(tuning ? { tuning } : {}),
@@ -140,8 +152,13 @@ const notIntroduced = { ok: false as const, error: { code: 'NOT_INTRODUCED' as c
 
 export function attachContributorChannel(io: ContributorServer, deps: ChannelDeps): void {
   const { store, dispatcher, intake, trust, idle, log } = deps;
+  const trustProxy = compileTrustProxy(deps.trustProxy ?? 'loopback');
+  const identities = new IdentityLimits(store, deps.newIdentities ?? DEFAULT_IDENTITY_LIMITS);
   io.on('connection', (socket) => {
     const sessionId = (deps.sessionPrefix ?? '') + socket.id;
+    const address = clientAddress(socket.handshake.address, socket.handshake.headers, trustProxy);
+    const network = networkPrefix(address);
+    if (network) socket.data.network = network;
     // The session's own room, so a lease:revoked for it reaches this socket from any node (socket.id's room is implicit).
     if (sessionId !== socket.id) void socket.join(sessionId);
     const helloTimer = setTimeout(() => {
@@ -200,11 +217,21 @@ export function attachContributorChannel(io: ContributorServer, deps: ChannelDep
       if (contributor) {
         await store.touchContributor(contributor.id, msg.agent.kind, adapter, now);
       } else {
-        token = randomBytes(32).toString('base64url');
+        const fresh = randomBytes(32).toString('base64url');
         const id = randomUUID();
-        await store.registerContributor({ id, tokenHash: sha256Hex(token), kind: msg.agent.kind, adapter, now });
-        contributor = await store.getContributor(id);
+        const minted = await identities.mint(address, network, async () => {
+          await store.registerContributor({ id, tokenHash: sha256Hex(fresh), kind: msg.agent.kind, adapter, now, ...(network ? { address: network } : {}) });
+          return store.getContributor(id);
+        });
+        if (!minted.ok) {
+          log.info({ sessionId, network, retryAfterS: minted.retryAfterS }, 'new identity refused: too many from its network');
+          const message = `too many new identities from your network; reuse the token an earlier hello gave you, or retry in ${minted.retryAfterS} s`;
+          return { ok: false as const, error: { code: 'RATE_LIMITED' as const, message } };
+        }
+        token = fresh;
+        contributor = minted.value;
       }
+      trust.noteNetwork(contributor!.id, network);
       // Gone while the store answered: registering it now would leave a session no disconnect will clear.
       if (!socket.connected) return badMessage('disconnected during hello');
       socket.data.contributorId = contributor!.id;
@@ -308,7 +335,7 @@ export function attachContributorChannel(io: ContributorServer, deps: ChannelDep
       clearTimeout(helloTimer);
       // An oversized or unparsable frame closes the connection inside engine.io, before any handler runs.
       if (reason === 'transport error' || reason === 'parse error') report('protocol-violation', `connection closed: ${reason}`);
-      idle.markBusy(socket.id);
+      idle.forget(socket.id);
       deps.census.leave(socket.id);
       deps.metrics.contributorLeft(socket.id);
       dispatcher.sessionClosed(sessionId).catch((err: unknown) => log.error({ err }, 'releasing leases failed'));
