@@ -1,6 +1,7 @@
 import { STATUS_CODES } from 'node:http';
 import type { ErrorRequestHandler } from 'express';
 import type { Logger } from '../logger';
+import { redactLeaseUrl } from './redact';
 
 /** The one error type of the REST API; `errorHandler` turns it into `{ error: { code, message } }`. */
 export class HttpError extends Error {
@@ -32,7 +33,7 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
       return;
     }
     if (err instanceof HttpError) {
-      if (err.status >= 500) log.error({ err, url: req.originalUrl }, 'request failed');
+      if (err.status >= 500) log.error({ err, url: redactLeaseUrl(req.originalUrl) }, 'request failed');
       if (err.opts.retryAfterSeconds !== undefined) res.set('Retry-After', String(err.opts.retryAfterSeconds));
       res.status(err.status).json({ error: { code: err.code, message: err.message } });
       return;
@@ -45,7 +46,7 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
       res.status(status).json({ error: { code, message: exposed ? err.message : (STATUS_CODES[status] ?? 'bad request') } });
       return;
     }
-    log.error({ err, url: req.originalUrl }, 'unhandled error');
+    log.error({ err, url: redactLeaseUrl(req.originalUrl) }, 'unhandled error');
     res.status(500).json({ error: { code: 'INTERNAL', message: 'internal error; the coordinator logged the details' } });
   };
 }

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { RequestHandler } from 'express';
 import type { Logger } from '../logger';
+import { redactLeaseUrl } from './redact';
 
 /**
  * One structured line per REST request, with a request id (the client's
@@ -20,7 +21,8 @@ export function requestLog(log: Logger): RequestHandler {
           requestId: id,
           method: req.method,
           route: req.route ? `${req.baseUrl}${String(req.route.path)}` : undefined,
-          path: req.path,
+          // A result PUT's path holds the lease token, the credential for that result.
+          path: redactLeaseUrl(req.path),
           status: res.statusCode,
           ms: Number(process.hrtime.bigint() - start) / 1e6,
           ...(res.locals.jobId ? { jobId: res.locals.jobId } : {}),

@@ -69,6 +69,8 @@ export async function acceptInferenceJob(
     owner: string | null;
     priority: number;
     verification: 'recompute' | 'replication';
+    /** Samples recomputed per shard (recompute); undefined: the coordinator's setting. */
+    checks?: number;
     storage?: { used: number; limit: number };
     /** Checked again, atomically, when the job is committed. */
     quota?: JobQuota;
@@ -132,7 +134,7 @@ export async function acceptInferenceJob(
           at += count * size;
         }
         panels.push({ side: 'a', idx: i, ...(await intake.put(new Uint8Array(blob.buffer, 0, at * 4))) });
-        shards.push({ id: `${id}.${i}`, idx: i, rowPanel: i, colPanel: 0, row0, col0: 0, rows: count, cols: width });
+        shards.push({ id: randomUUID(), idx: i, rowPanel: i, colPanel: 0, row0, col0: 0, rows: count, cols: width });
       }
     });
     const model = panels[0]!;
@@ -143,7 +145,7 @@ export async function acceptInferenceJob(
       outputs,
       samplesPerShard: rows,
       flopsPerSample,
-      checksPerShard: config.inferenceChecks,
+      checksPerShard: Math.min(opts.checks ?? config.inferenceChecks, rows),
       tolerance: DEFAULT_INFERENCE_TOLERANCE,
     };
     const job: NewJob = {

@@ -73,6 +73,8 @@ export async function acceptMatmulJob(
     owner: string | null;
     priority: number;
     verification: VerificationMethod;
+    /** Replication: a Freivalds-checked tile is assembled without a second opinion after waiting this long. */
+    replicaWaitMs?: number;
     storage?: { used: number; limit: number };
     /** Checked again, atomically, when the job is committed. */
     quota?: JobQuota;
@@ -145,7 +147,7 @@ export async function acceptMatmulJob(
     );
 
     const shards: NewShard[] = tiles.tiles.map((t) => ({
-      id: `${id}.${t.index}`,
+      id: randomUUID(),
       idx: t.index,
       rowPanel: t.rowPanel,
       colPanel: t.colPanel,
@@ -154,7 +156,7 @@ export async function acceptMatmulJob(
       rows: t.rows,
       cols: t.cols,
     }));
-    const job: NewJob = { id, type: 'matmul', owner: opts.owner, priority: opts.priority, verification: opts.verification, inputBytes, resultBytes, m, k, n, tileRows: tiles.tileRows, tileCols: tiles.tileCols, panels, shards, now: Date.now() };
+    const job: NewJob = { id, type: 'matmul', owner: opts.owner, priority: opts.priority, verification: opts.verification, ...(opts.replicaWaitMs ? { replicaWaitMs: opts.replicaWaitMs } : {}), inputBytes, resultBytes, m, k, n, tileRows: tiles.tileRows, tileCols: tiles.tileCols, panels, shards, now: Date.now() };
     await commitJob(deps, job, intake, { ...(opts.quota ? { quota: opts.quota } : {}), ...(opts.signal ? { signal: opts.signal } : {}) });
     return (await store.getJob(id))!;
   });

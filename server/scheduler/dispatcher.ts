@@ -1,9 +1,8 @@
 import type { AdapterInfo, DeviceLimits, Lease } from '../../shared/protocol';
 import type { BenchmarkService } from '../benchmarks/benchmark-service';
 import type { Logger } from '../logger';
-import type { GrantedLease, Store } from '../store/store';
+import type { GrantedLease, ShardWork, Store } from '../store/store';
 import type { CanaryPool } from '../trust/canary-pool';
-import { canaryRate } from '../trust/reputation';
 import type { TrustKeeper } from '../trust/trust-keeper';
 import type { Metrics } from '../metrics/metrics';
 import type { KernelTuning } from '../../shared/matmul-configs';
@@ -14,6 +13,8 @@ import { leaseDurationMs, shardFlops, updateEstimate, type LeasePolicy, type Thr
 export interface Submitter {
   contributorId: string;
   sessionId: string;
+  /** The sender's network (server/trust/network-prefix.ts), when known: replicas from one network are not independent. */
+  network?: string;
 }
 
 export interface ContributorSession extends Submitter {
@@ -67,6 +68,8 @@ function toLease(g: GrantedLease, blobUrls: BlobCapability): Lease {
 }
 
 const DEFAULT_MODEL_AFFINITY_MS = 3_000;
+/** How long after its deadline a lapsed canary is kept, so that a result racing the deadline still finds it. */
+const CANARY_GRACE_MS = 60_000;
 
 
 /** Hands out shard leases, takes results back through verification, and returns lapsed leases to the queue. */
@@ -78,6 +81,13 @@ export class Dispatcher {
   private readonly newModelJobs = new Map<string, { sha256: string; queuedAt: number }>();
   /** Connected sessions by the model packages they hold: asked on every grant while a new inference job is recent. */
   private readonly modelHolders = new Map<string, Set<string>>();
+
+  /**
+   * Canary leases out now, by the real job each is shown as: when that job is
+   * cancelled its canaries must be withdrawn with its real leases, or the one
+   * lease of the job that was not revoked would be known for a canary.
+   */
+  private readonly shownAs = new Map<string, { sessionId: string; shardId: string; canaryJobId: string; deadline: number }[]>();
 
   private holds(sessionId: string, models: Set<string>, sha256: string): void {
     models.add(sha256);
@@ -146,14 +156,6 @@ export class Dispatcher {
       if (run) return [run];
     }
     const leaseMsFor = (work: Parameters<typeof leaseDurationMs>[1]) => leaseDurationMs(this.deps.policy, work, st.speed);
-    const canary = this.deps.canaries && accepts.includes('matmul') && Math.random() < canaryRate(trust) ? this.deps.canaries.take() : undefined;
-    if (canary) {
-      const lease = await this.deps.store.leaseShard(canary, { contributorId: session.contributorId, sessionId: session.sessionId, now: Date.now(), maxPanelBytes, leaseMsFor });
-      if (lease) {
-        this.deps.metrics.shardsLeased.inc({ job_type: 'matmul' });
-        return [toLease(lease, this.deps.blobUrls)];
-      }
-    }
     const now = Date.now();
     const granted = await this.deps.store.grantLeases({
       contributorId: session.contributorId,
@@ -165,6 +167,7 @@ export class Dispatcher {
       deferJobs: this.deferredFor(st.models, now),
       maxPanelBytes,
       maxActivePerSession: this.deps.maxLeasesPerSession,
+      ...(session.network ? { network: session.network } : {}),
       speculateAfterMs: this.deps.speculateAfterMs,
       ...(st.last ? { prefer: st.last } : {}),
       leaseMsFor,
@@ -175,12 +178,80 @@ export class Dispatcher {
       if (g.jobType === 'inference') this.holds(session.sessionId, st.models, g.b.sha256);
     }
     const last = granted.at(-1);
-    if (last) {
-      st.last = { jobId: last.jobId, rowPanel: last.rowPanel, colPanel: last.colPanel };
-      this.deps.canaries?.observe({ rows: last.rows, cols: last.cols, k: last.k });
-    }
+    if (last) st.last = { jobId: last.jobId, rowPanel: last.rowPanel, colPanel: last.colPanel };
     for (const g of granted) this.deps.log.debug({ shardId: g.shardId, contributorId: session.contributorId }, 'lease granted');
-    return granted.map((g) => toLease(g, this.deps.blobUrls));
+    const leases = granted.map((g) => toLease(g, this.deps.blobUrls));
+    const canary = await this.canaryAmong(session, granted, max, this.deps.trust.canaryRate(trust), { maxPanelBytes, leaseMsFor });
+    if (!canary) return leases;
+    if (canary.replaces !== undefined) leases.splice(leases.findIndex((l) => l.shardId === canary.replaces), 1);
+    // Anywhere in the grant: its place says nothing either.
+    leases.splice(Math.floor(Math.random() * (leases.length + 1)), 0, canary.lease);
+    return leases;
+  }
+
+  /**
+   * A canary to go with this grant, dressed as a shard of the real matmul job
+   * the contributor was last given here: that job's id, that tile's exact
+   * shape, a deadline from the same policy. Only with real work: a grant
+   * without a matmul tile never carries one. When the grant is full (the
+   * contributor asked for no more), the canary takes the place of one of that
+   * job's tiles, which goes back to the queue, so the count of leases never
+   * gives it away. When no canary of the shape is ready, there is none this time.
+   */
+  private async canaryAmong(
+    session: ContributorSession,
+    granted: readonly GrantedLease[],
+    max: number,
+    rate: number,
+    req: { maxPanelBytes: number; leaseMsFor: (work: ShardWork) => number },
+  ): Promise<{ lease: Lease; replaces?: string } | undefined> {
+    const pool = this.deps.canaries;
+    const host = granted.findLast((g) => g.jobType === 'matmul');
+    if (!pool || !host) return undefined;
+    const shape = { rows: host.rows, cols: host.cols, k: host.k };
+    pool.observe(shape);
+    if (!(Math.random() < rate)) return undefined;
+    const prepared = pool.take(shape);
+    if (!prepared) return undefined;
+    const lease = await this.deps.store.leaseShard(prepared.shardId, { contributorId: session.contributorId, sessionId: session.sessionId, now: Date.now(), ...req });
+    if (!lease) return undefined;
+    this.deps.metrics.shardsLeased.inc({ job_type: 'matmul' });
+    let replaces: string | undefined;
+    if (granted.length >= max && (await this.deps.store.releaseLease(host.token, session.sessionId, Date.now()))) {
+      replaces = host.shardId;
+      this.deps.notify.workAvailable(1);
+    }
+    const out = this.shownAs.get(host.jobId) ?? [];
+    out.push({ sessionId: session.sessionId, shardId: lease.shardId, canaryJobId: lease.jobId, deadline: lease.deadline });
+    this.shownAs.set(host.jobId, out);
+    this.deps.log.debug({ shardId: lease.shardId, canaryJobId: lease.jobId, shownAsJobId: host.jobId, contributorId: session.contributorId }, 'canary granted');
+    // The store keeps the canary under its hidden job; only the message carries the real job's id.
+    return { lease: toLease({ ...lease, jobId: host.jobId }, this.deps.blobUrls), ...(replaces ? { replaces } : {}) };
+  }
+
+  /**
+   * The real job `jobId` was cancelled: the canaries shown as its shards are
+   * withdrawn too. Returns their leases, to be revoked like the job's own.
+   */
+  async withdrawCanaries(jobId: string): Promise<{ sessionId: string; shardId: string }[]> {
+    const out = this.shownAs.get(jobId) ?? [];
+    this.shownAs.delete(jobId);
+    for (const c of out) await this.deps.canaries?.discard(c.canaryJobId);
+    return out.map(({ sessionId, shardId }) => ({ sessionId, shardId }));
+  }
+
+  /**
+   * Forgets canary leases a while past their deadline, when no result can
+   * still be on its way: an answered canary is already retired (retiring is
+   * idempotent), a lapsed one would otherwise wait in the store forever.
+   */
+  private async retireLapsedCanaries(now: number): Promise<void> {
+    for (const [jobId, out] of this.shownAs) {
+      const live = out.filter((c) => c.deadline + CANARY_GRACE_MS > now);
+      for (const c of out) if (!live.includes(c)) await this.deps.canaries?.discard(c.canaryJobId);
+      if (live.length === 0) this.shownAs.delete(jobId);
+      else this.shownAs.set(jobId, live);
+    }
   }
 
   async release(session: ContributorSession, shardId: string, token: string): Promise<boolean> {
@@ -188,7 +259,9 @@ export class Dispatcher {
     if (!lease) return shardId === token && ((await this.deps.benchmarks?.release(session.sessionId, token)) ?? false);
     if (lease.shardId !== shardId) return false;
     const released = await this.deps.store.releaseLease(token, session.sessionId, Date.now());
-    if (released) this.deps.notify.workAvailable(1);
+    // A canary handed back is not handed out again (its panels have been seen): it goes.
+    if (released && lease.job.hidden) await this.deps.canaries?.discard(lease.job.id);
+    else if (released) this.deps.notify.workAvailable(1);
     return released;
   }
 
@@ -209,6 +282,7 @@ export class Dispatcher {
 
   async sweep(): Promise<number> {
     await this.deps.benchmarks?.sweep();
+    await this.retireLapsedCanaries(Date.now());
     const n = await this.deps.store.expireLeases(Date.now());
     if (n > 0) {
       this.deps.metrics.leaseExpiries.inc(n);

@@ -5,6 +5,7 @@
  */
 import type { MessagePort } from 'node:worker_threads';
 import { analyzeModel } from '../jobs/model-analysis';
+import { computeCanaryTile } from '../trust/canary-factory';
 import { canaryMismatch, checkInferenceShard, checkMatmulTile, inferenceReplicasAgree, matmulReplicasAgree } from './verify-tasks';
 
 export const TASKS = {
@@ -14,6 +15,8 @@ export const TASKS = {
   inferenceReplicas: inferenceReplicasAgree,
   matmulReplicas: matmulReplicasAgree,
   canary: canaryMismatch,
+  // A canary's inputs and known answer: rows·cols·k multiply-adds, kept off the event loop.
+  canaryTile: computeCanaryTile,
   // An uploaded model's parse, checks and plan: linear in its size, but a 10,000-node graph is still 100 ms of CPU.
   analyzeModel,
 };

@@ -40,14 +40,17 @@ async function expectForbidden(path: string, code: 'BLOB_FORBIDDEN' | 'BLOB_URL_
   expect(body.error.message).toMatch(/lease/);
 }
 
-/** Takes leases (handing back canaries and others) until one on `job` comes; its URLs are what a contributor gets. */
-async function leaseOn(url: string, job: string): Promise<MatmulLease> {
+/**
+ * Takes leases (handing back canaries and others) until one on `job`, with panel `aSha`, comes; its URLs
+ * are what a contributor gets. A canary carries the real job's id, so the panel tells the real tile apart.
+ */
+async function leaseOn(url: string, job: string, aSha: string): Promise<MatmulLease> {
   const sim = await new SimContributor(url).connect();
   try {
     for (let i = 0; i < 20; i++) {
       const reply = await sim.socket.timeout(10_000).emitWithAck('lease:request', { max: 4 });
       if (!reply.ok) throw new Error(reply.error.message);
-      const mine = reply.leases.find((l: Lease): l is MatmulLease => l.kind === 'matmul' && l.jobId === job);
+      const mine = reply.leases.find((l: Lease): l is MatmulLease => l.kind === 'matmul' && l.jobId === job && l.a.sha256 === aSha);
       for (const l of reply.leases) await sim.socket.timeout(10_000).emitWithAck('lease:release', { shardId: l.shardId, leaseToken: l.leaseToken });
       if (mine) return mine;
     }
@@ -62,7 +65,7 @@ beforeAll(async () => {
   a = randomMatrix(8, 16, 1);
   b = randomMatrix(16, 4, 2);
   jobId = (await submitMatmul(coord.url, { rows: 8, cols: 16, data: a }, { rows: 16, cols: 4, data: b })).id;
-  lease = await leaseOn(coord.url, jobId);
+  lease = await leaseOn(coord.url, jobId, sha256(a));
 });
 afterAll(async () => {
   if (!closed) await coord?.dispose();
@@ -170,7 +173,7 @@ describe('blob URLs in networked mode', () => {
     const [nodeA, nodeB] = [nodes[0]!.coord, nodes[1]!.coord];
     const m = randomMatrix(4, 8, 3);
     const job = await submitMatmul(nodeA.url, { rows: 4, cols: 8, data: m }, { rows: 8, cols: 2, data: randomMatrix(8, 2, 4) });
-    const granted = await leaseOn(nodeB.url, job.id);
+    const granted = await leaseOn(nodeB.url, job.id, sha256(m));
     for (const node of [nodeA, nodeB]) {
       const res = await fetch(new URL(granted.a.url, node.url));
       expect(res.status).toBe(200);

@@ -133,7 +133,7 @@ describe('REST API', () => {
       for (let i = 0; i < 20 && !url; i++) {
         const reply = await sim.socket.timeout(10_000).emitWithAck('lease:request', { max: 4 });
         if (!reply.ok) throw new Error(reply.error.message);
-        url = reply.leases.find((l: Lease): l is MatmulLease => l.kind === 'matmul' && l.jobId === job.id)?.a.url;
+        url = reply.leases.find((l: Lease): l is MatmulLease => l.kind === 'matmul' && l.jobId === job.id && l.a.sha256 === sha)?.a.url;
         for (const l of reply.leases) await sim.socket.timeout(10_000).emitWithAck('lease:release', { shardId: l.shardId, leaseToken: l.leaseToken });
       }
     } finally {
