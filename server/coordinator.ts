@@ -11,7 +11,7 @@ import { createApp } from './http/app';
 import { JobFinisher, type NodeIdentity } from './jobs/job-finisher';
 import { createLogger, type Logger } from './logger';
 import { attachContributorChannel, contributorRoom, type ContributorServer } from './realtime/contributor-channel';
-import { IdleSessions } from './realtime/idle-sessions';
+import { IdleSessions, MIN_WAKE_INTERVAL_MS } from './realtime/idle-sessions';
 import { TuningCensus } from './scheduler/tuning-census';
 import { BenchmarkService } from './benchmarks/benchmark-service';
 import { Metrics } from './metrics/metrics';
@@ -88,10 +88,22 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
   const network = new NetworkStats(store, metrics);
   const idle = new IdleSessions();
   const census = new TuningCensus();
+  // Sessions woken a moment ago are left out of a wake-up (IdleSessions); one deferred wake-up covers them.
+  let deferredWake: NodeJS.Timeout | undefined;
+  let deferredShards = 0;
   const wakeIdle = (shards: number) => {
     // Pipelining contributors take several shards each; waking a few more than needed costs little.
     // Only this node's sockets are idle here: `local` keeps the wake-up off the Redis adapter.
-    for (const sessionId of idle.take(shards + 2)) io.local.to(sessionId).emit('work:available');
+    const woken = idle.take(shards + 2);
+    for (const sessionId of woken) io.local.to(sessionId).emit('work:available');
+    if (woken.length >= shards + 2 || !idle.anyThrottled()) return;
+    deferredShards += shards;
+    deferredWake ??= setTimeout(() => {
+      deferredWake = undefined;
+      const n = deferredShards;
+      deferredShards = 0;
+      wakeIdle(n);
+    }, MIN_WAKE_INTERVAL_MS).unref();
   };
   const signal = cluster && storage.pool ? await WorkSignal.start(cluster.databaseUrl, storage.pool, cluster.nodeId, wakeIdle, log) : undefined;
   const workAvailable = (shards: number) => {
@@ -105,12 +117,12 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
     store,
     blobs,
     log,
+    thresholds: config.trustThresholds,
     // Disconnect a moment later, so the reply to the message that caused the ban still reaches the contributor.
     onBanned: (contributorId) => setTimeout(() => io.in(contributorRoom(contributorId)).disconnectSockets(true), 50).unref(),
     onRequeued: workAvailable,
   });
-  const canaries = config.canaries ? new CanaryPool(store, blobs, log) : undefined;
-  canaries?.refill();
+  const canaries = config.canaries ? new CanaryPool(store, blobs, log, { workers }) : undefined;
   const benchmarks = new BenchmarkService({ store, trust, metrics, log, leaseBaseMs: config.leaseBaseMs });
   const dispatcher = new Dispatcher({
     store,
@@ -129,6 +141,7 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
   const inferenceJobs = new InferenceJobs(store);
   const intake = new ResultIntake({
     store,
+    blobs,
     results,
     finisher,
     trust,
@@ -149,10 +162,28 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
       network.record(flops);
     },
   });
-  attachContributorChannel(io, { ...(node ? { sessionPrefix: node.sessionPrefix } : {}), store, dispatcher, intake, trust, idle, census, metrics, rateLimit: config.rateLimit, helloTimeoutMs: config.helloTimeoutMs, log });
+  attachContributorChannel(io, {
+    ...(node ? { sessionPrefix: node.sessionPrefix } : {}),
+    store,
+    dispatcher,
+    intake,
+    trust,
+    idle,
+    census,
+    metrics,
+    rateLimit: config.rateLimit,
+    helloTimeoutMs: config.helloTimeoutMs,
+    trustProxy: config.trustProxy,
+    newIdentities: config.newIdentities,
+    log,
+  });
 
   const revokeLeases = (revoked: { sessionId: string; shardId: string }[], reason: string) => {
     for (const r of revoked) io.to(r.sessionId).emit('lease:revoked', { shardId: r.shardId, reason });
+  };
+  // A job's canaries carry its id: they are withdrawn with its leases, or the one lease left would give them away.
+  const revokeJobLeases = async (jobId: string, revoked: { sessionId: string; shardId: string }[], reason: string) => {
+    revokeLeases([...revoked, ...(await dispatcher.withdrawCanaries(jobId))], reason);
   };
   const revocations = new KeyRevocations({
     store,
@@ -165,7 +196,7 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
       // Another node (or the requester) ended it first: its leases and inputs are already dealt with.
       if (!cancelled || cancelled.job.completedAt !== now) return false;
       await finisher.discard(jobId);
-      revokeLeases(cancelled.revoked, reason);
+      await revokeJobLeases(jobId, cancelled.revoked, reason);
       return true;
     },
   });
@@ -193,7 +224,9 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
       if (model) dispatcher.inferenceQueued(model.jobId, model.sha256);
       workAvailable(shards);
     },
-    onJobCancelled: (revoked) => revokeLeases(revoked, 'job cancelled'),
+    onJobCancelled: (jobId, revoked) => {
+      revokeJobLeases(jobId, revoked, 'job cancelled').catch((err: unknown) => log.error({ err, jobId }, 'withdrawing canaries failed'));
+    },
     revocations,
   });
   await new Promise<void>((resolve, reject) => {
@@ -207,6 +240,10 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
     finisher.expireResults(Date.now() - config.resultTtlMs).catch((err: unknown) => log.error({ err }, 'result expiry failed'));
   }, Math.min(60_000, Math.max(1_000, config.resultTtlMs / 4)));
   expirer.unref();
+  const replicaSettler = setInterval(() => {
+    intake.settleOverdueReplicas(Date.now()).catch((err: unknown) => log.error({ err }, 'settling overdue replicas failed'));
+  }, config.leaseSweepMs);
+  replicaSettler.unref();
   // With several nodes, the node that verified a job's last tile may die before assembling it: every node looks.
   const finalizer = cluster
     ? setInterval(() => {
@@ -231,6 +268,8 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
       dispatcher.stop();
       await revocations.stop();
       clearInterval(expirer);
+      clearInterval(replicaSettler);
+      clearTimeout(deferredWake);
       clearInterval(finalizer);
       network.stop();
       await canaries?.close();

@@ -36,6 +36,19 @@ export const JobViewSchema = z
     completedAt: z.string().optional(),
     reason: z.string().optional().describe('why the job failed or was cancelled'),
     resultDeleted: z.boolean().optional().describe('the result expired or was deleted by its owner'),
+    replication: z
+      .object({
+        awaitingSecondOpinion: z.number().int().describe('shards whose first result is parked until an independent contributor (another identity, on another network) agrees'),
+        waitingSince: z.string().optional().describe('when the oldest of them was parked'),
+        replicaWaitSeconds: z.number().int().optional().describe('after this long a parked tile that passed Freivalds’ check is assembled on that check alone (the requester allowed it)'),
+        note: z.string().optional().describe('what the wait means for this job now'),
+      })
+      .optional()
+      .describe('verification=replication: the second opinions this job is waiting for'),
+    fromBannedContributors: z
+      .object({ shards: z.number().int(), contributors: z.number().int() })
+      .optional()
+      .describe('verified shards whose result came from a contributor banned since; each passed its own check when it was accepted (see verification)'),
     inference: z
       .object({
         model: z.object({ sha256: z.string(), bytes: z.number().int(), opset: z.number().int(), nodes: z.number().int() }),
@@ -44,6 +57,12 @@ export const JobViewSchema = z
         samplesPerShard: z.number().int(),
         gflopPerSample: z.number(),
         tolerance: z.object({ abs: z.number(), rel: z.number() }),
+        checksPerShard: z.number().int().describe('verification=recompute: samples of each shard the coordinator recomputes, drawn after the shard came back'),
+        residualRisk: z
+          .number()
+          .describe(
+            'verification=recompute: probability that a shard with exactly one altered sample passes its check, (samples − checks) / samples; every altered sample caught costs its sender a strike. verification=replication: 0 unless two independent contributors return the same altered sample',
+          ),
       })
       .optional()
       .describe('inference jobs: the model (its weights package by hash), the batch shapes and how results are checked'),
@@ -63,7 +82,15 @@ export type ApiErrorBody = z.infer<typeof ApiErrorSchema>;
 export const ContributorStatsSchema = z
   .object({
     id: z.string(),
-    status: z.enum(['active', 'quarantined', 'banned']).describe('quarantined: every result is double-checked'),
+    status: z.enum(['active', 'quarantined', 'banned']).describe('quarantined: it has strikes and is tested with canaries more often; banned: three strikes'),
+    strikes: z.number().int().describe('failed checks and protocol violations not yet forgiven (one is forgiven per 50 verified results); 3 bans'),
+    trustLevel: z
+      .enum(['new', 'established', 'trusted'])
+      .describe('from verified work: established after 10 verified results, trusted after enough GFLOP over several jobs and hours and passed canaries; any strike means new. It sets only how often canaries come, never which checks run'),
+    probation: z.boolean().describe('minted from a network where an identity was banned: new until trusted, at double the thresholds'),
+    verifiedJobs: z.number().int().describe('distinct jobs its verified results span'),
+    canariesPassed: z.number().int(),
+    firstVerifiedAt: z.string().nullable().describe('its first verified result; trust needs hours since then'),
     verifiedShards: z.number().int(),
     rejectedShards: z.number().int(),
     credits: z.number().describe('one credit per GFLOP of verified work; rejected work earns none'),
@@ -93,19 +120,33 @@ export const decimalIntText = (name: string, min: number, max: number, dflt: num
 const priorityText = () => decimalIntText('priority', -10, 10, 0);
 
 /** Form fields of POST /api/v1/jobs besides the files. */
-export const SubmitFieldsSchema = z.object({
-  type: z.enum(JOB_TYPES, { message: `one of: ${JOB_TYPES.join(', ')}` }),
-  priority: priorityText(),
-  verification: z.enum(['freivalds', 'replication']).default('freivalds'),
-});
+export const SubmitFieldsSchema = z
+  .object({
+    type: z.enum(JOB_TYPES, { message: `one of: ${JOB_TYPES.join(', ')}` }),
+    priority: priorityText(),
+    verification: z.enum(['freivalds', 'replication']).default('freivalds'),
+    replicaWait: decimalIntText('replicaWait', 0, 604_800, 0).describe(
+      'verification=replication only: seconds a tile that passed Freivalds’ check waits for a second contributor before it is assembled on that check alone; 0 (default): it waits however long it takes',
+    ),
+  })
+  .refine((f) => f.replicaWait === 0 || f.verification === 'replication', {
+    message: 'replicaWait applies only to verification=replication: drop it, or add verification=replication',
+    path: ['replicaWait'],
+  });
 
 const positiveIntText = decimalIntText;
+
+/** The most samples per shard a requester can have recomputed: each is a full forward pass on the coordinator's CPU. */
+export const MAX_INFERENCE_CHECKS = 64;
 
 /** Form fields of POST /api/v1/jobs with type=inference (files: model, and one .npy per model input). */
 export const InferenceFieldsSchema = z.object({
   type: z.literal('inference'),
   priority: priorityText(),
   verification: z.enum(['recompute', 'replication'], { message: 'one of: recompute, replication' }).default('recompute'),
+  checks: decimalIntText('checks', 0, MAX_INFERENCE_CHECKS, 0).describe(
+    `verification=recompute: samples of each returned shard the coordinator recomputes (1 to ${MAX_INFERENCE_CHECKS}, at most the shard's samples); 0 (default): the coordinator's setting, TESSERA_INFERENCE_CHECKS`,
+  ),
 });
 
 /** Form fields of POST /api/v1/jobs with type=benchmark (no files). */

@@ -119,6 +119,14 @@ export type ResultMessage = z.input<typeof ResultSchema>;
  * `verified`: the tile passed verification and was assembled (or was a canary that passed).
  * `pending`: accepted, awaiting a replica from another contributor (replicated jobs); credit comes when it agrees.
  */
+/**
+ * What a contributor hears when its result fails any check (VERIFICATION_FAILED):
+ * the category only, the same for a canary, a real shard and a benchmark run.
+ * The row, element and tolerance go to the operator's log; telling them to the
+ * sender would teach a cheater how close it came.
+ */
+export const REJECTED_MESSAGE = 'result rejected: it failed verification';
+
 export type ResultReply = { ok: true; status: 'verified' | 'pending' } | { ok: false; error: ProtocolError };
 
 /** `accepted`: the run's answers checked out and its timings count; `declined`: the device could run none of the shapes. */

@@ -8,7 +8,7 @@ import { randomInt, randomUUID } from 'node:crypto';
 import type { BenchmarkList, BenchmarkReport } from '../../shared/api';
 import { BenchmarkFieldsSchema } from '../../shared/api';
 import { BENCHMARK_KERNELS, BenchmarkResultSchema, BenchmarkSpecSchema, inputSeeds, probeIsRight, probePositions, type BenchmarkShape, type BenchmarkSpec } from '../../shared/benchmark';
-import type { AdapterInfo, BenchmarkLease, BenchmarkReply } from '../../shared/protocol';
+import { REJECTED_MESSAGE, type AdapterInfo, type BenchmarkLease, type BenchmarkReply } from '../../shared/protocol';
 import { describeZodError } from '../../shared/protocol-schemas';
 import { parseShapeText } from '../../shared/tensor-shape';
 import { HttpError } from '../http/http-error';
@@ -159,7 +159,7 @@ export class BenchmarkService {
         await trust.record(run.contributorId, 'rejected', `benchmark ${run.job.id}: ${problem}`);
         metrics.shardsRejected.inc({ job_type: 'benchmark' });
         log.warn({ jobId: run.job.id, contributorId: run.contributorId, problem }, 'benchmark run rejected');
-        return { ok: false, error: { code: 'VERIFICATION_FAILED', message: problem } };
+        return { ok: false, error: { code: 'VERIFICATION_FAILED', message: REJECTED_MESSAGE } };
       }
     }
     const ended = await store.endBenchmarkRun(token, 'done', Date.now(), JSON.stringify(result));

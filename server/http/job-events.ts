@@ -1,7 +1,7 @@
 import type { Request, Response } from 'express';
 import { KEY_REVOKED_REASON } from '../auth/key-revocations';
 import type { RevokedKey, Store } from '../store/store';
-import { toJobView } from './job-view';
+import { jobTrustFacts, toJobView } from './job-view';
 
 const POLL_MS = 250;
 const HEARTBEAT_MS = 15_000;
@@ -48,8 +48,8 @@ export async function streamJobEvents(req: Request, res: Response, jobId: string
     while (!closed && !revoked) {
       const job = await store.getJob(jobId);
       if (!job || revoked) break;
-      const view = toJobView(job);
-      const state = `${view.status}|${view.progress.done}|${view.progress.verified}`;
+      const view = toJobView(job, undefined, await jobTrustFacts(store, job));
+      const state = `${view.status}|${view.progress.done}|${view.progress.verified}|${view.replication?.awaitingSecondOpinion ?? ''}|${view.replication?.note ?? ''}|${view.fromBannedContributors?.shards ?? ''}`;
       if (state !== last) {
         last = state;
         res.write(`event: progress\ndata: ${JSON.stringify(view)}\n\n`);

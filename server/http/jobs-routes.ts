@@ -19,7 +19,7 @@ import { apiKeyOf } from './auth';
 import { HttpError } from './http-error';
 import type { WorkerPool } from '../workers/pool';
 import { streamJobEvents, type StreamKey } from './job-events';
-import { toJobView } from './job-view';
+import { jobTrustFacts, toJobView } from './job-view';
 import { receiveMultipart, type MultipartBody } from './multipart';
 import { UploadSlots } from './upload-slots';
 
@@ -36,7 +36,7 @@ export interface JobsRouteDeps {
   log: Logger;
   /** `model`: an inference job's model package, whose holders get the job first. */
   onJobQueued(shards: number, model?: { jobId: string; sha256: string }): void;
-  onJobCancelled(revoked: { sessionId: string; shardId: string }[]): void;
+  onJobCancelled(jobId: string, revoked: { sessionId: string; shardId: string }[]): void;
   /** Where event streams hear that their key was revoked. */
   revocations: StreamKey['revocations'];
 }
@@ -113,13 +113,13 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
         accepted = { job, log: { type: 'benchmark', contributors: job.totalShards } };
       } else if (body.fields.type === 'inference') {
         const fields = parseOrThrow(InferenceFieldsSchema, body.fields, 'form field');
-        const { job, spec } = await acceptInferenceJob(deps, body.files, { owner: key.id, priority: fields.priority, verification: fields.verification, storage, quota, signal: gone.signal });
+        const { job, spec } = await acceptInferenceJob(deps, body.files, { owner: key.id, priority: fields.priority, verification: fields.verification, ...(fields.checks > 0 ? { checks: fields.checks } : {}), storage, quota, signal: gone.signal });
         accepted = { job, spec, log: { type: 'inference', batch: job.m, shards: job.totalShards } };
       } else {
         const stray = Object.keys(body.files).filter((f) => f !== 'a' && f !== 'b');
         if (stray.length > 0) throw new HttpError(400, 'UNEXPECTED_FILE', `unexpected file field "${stray[0]}"; this job takes: a, b`);
         const fields = parseOrThrow(SubmitFieldsSchema, body.fields, 'form field');
-        const job = await acceptMatmulJob(deps, body.files, { owner: key.id, priority: fields.priority, verification: fields.verification, storage, quota, signal: gone.signal });
+        const job = await acceptMatmulJob(deps, body.files, { owner: key.id, priority: fields.priority, verification: fields.verification, replicaWaitMs: fields.replicaWait * 1000, storage, quota, signal: gone.signal });
         accepted = { job, log: { m: job.m, k: job.k, n: job.n, shards: job.totalShards } };
       }
     } finally {
@@ -142,7 +142,7 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
 
   router.get('/jobs/:id', async (req, res) => {
     const job = await loadJob(req.params.id, res);
-    res.json(toJobView(job, await specOf(job)));
+    res.json(toJobView(job, await specOf(job), await jobTrustFacts(store, job)));
   });
 
   router.get('/jobs/:id/events', async (req, res) => {
@@ -186,7 +186,7 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
     const cancelled = await store.cancelJob(job.id, Date.now(), 'cancelled by the requester');
     if (cancelled) {
       await deps.finisher.discard(job.id);
-      deps.onJobCancelled(cancelled.revoked);
+      deps.onJobCancelled(job.id, cancelled.revoked);
     }
     res.json(toJobView(cancelled?.job ?? job));
   });

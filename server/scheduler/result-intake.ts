@@ -1,14 +1,18 @@
-import type { ProtocolError, ResultReply } from '../../shared/protocol';
+import { REJECTED_MESSAGE, type ProtocolError, type ResultReply } from '../../shared/protocol';
 import type { JobFinisher } from '../jobs/job-finisher';
 import type { Logger } from '../logger';
+import type { BlobStore } from '../storage/blob-store';
 import type { ResultFiles } from '../storage/result-files';
-import type { LeaseLookup, Store } from '../store/store';
+import type { LeaseLookup, PendingResult, Store } from '../store/store';
+import type { JobType } from '../../shared/api';
 import type { TrustKeeper } from '../trust/trust-keeper';
 import type { LiveLease, ResultVerifier, Verdict } from '../verify/verdict';
 import type { Submitter } from './dispatcher';
 import { shardFlops } from './lease-policy';
 import type { Metrics } from '../metrics/metrics';
 import { TaskUnavailable } from '../workers/pool';
+import { sha256Hex } from '../sha256';
+import { redactToken } from '../http/redact';
 
 export interface ResultIntakeDeps {
   store: Store;
@@ -23,6 +27,8 @@ export interface ResultIntakeDeps {
   onVerified(sessionId: string, flops: number, elapsedMs: number): void;
   /** Seconds a verification task may run (for the reason a job fails with). */
   verifyTaskSeconds: number;
+  /** Where parked replicas are kept. */
+  blobs: BlobStore;
 }
 
 /** Verifications of one job that may run past their time limit (or crash) before the job fails. */
@@ -53,28 +59,46 @@ export class ResultIntake {
 
   constructor(private readonly deps: ResultIntakeDeps) {}
 
+  /** Results being taken in now, by lease token: a copy sent again meanwhile waits for the first one's reply. */
+  private readonly inFlight = new Map<string, Promise<unknown>>();
+
   async submit(session: Submitter, msg: { shardId: string; leaseToken: string; c: Uint8Array | ArrayBuffer }): Promise<ResultReply> {
+    const before = this.inFlight.get(msg.leaseToken);
+    const mine = (before ?? Promise.resolve()).catch(() => undefined).then(() => this.take(session, msg));
+    this.inFlight.set(msg.leaseToken, mine);
+    try {
+      return await mine;
+    } finally {
+      if (this.inFlight.get(msg.leaseToken) === mine) this.inFlight.delete(msg.leaseToken);
+    }
+  }
+
+  private async take(session: Submitter, msg: { shardId: string; leaseToken: string; c: Uint8Array | ArrayBuffer }): Promise<ResultReply> {
     const { store, trust } = this.deps;
     const lease = await store.findLease(msg.leaseToken);
     if (!lease || lease.shardId !== msg.shardId || lease.contributorId !== session.contributorId) {
-      await trust.record(session.contributorId, 'protocol-violation', `result for a lease it does not hold (shard ${msg.shardId})`);
-      return err('LEASE_UNKNOWN', `you hold no lease ${msg.leaseToken} for shard ${msg.shardId}`);
+      await trust.record(session.contributorId, 'protocol-violation', `result for a lease it does not hold (shard ${redactToken(msg.shardId)})`);
+      return err('LEASE_UNKNOWN', `you hold no lease ${redactToken(msg.leaseToken)} for shard ${msg.shardId}`);
     }
-    if (lease.job.status !== 'queued' && lease.job.status !== 'running') return err('JOB_CANCELLED', `job ${lease.job.id} is ${lease.job.status}; drop this shard`);
+    const digest = sha256Hex(msg.c instanceof ArrayBuffer ? new Uint8Array(msg.c) : msg.c);
+    // A reply lost on the way makes an honest contributor send the same bytes again: it hears the same verdict, at no cost.
+    if (lease.answered?.digest === digest) return JSON.parse(lease.answered.reply) as ResultReply;
+    // Before the job's status: a canary's job ends with its one result, and a reply naming that would give it away.
     if (lease.state === 'returned' || lease.state === 'rejected') {
-      await trust.record(session.contributorId, 'protocol-violation', `replayed a result for lease ${lease.token}`);
-      return err('LEASE_UNKNOWN', `lease ${msg.leaseToken} already ended (${lease.state}); a result is accepted once per lease`);
+      await trust.record(session.contributorId, 'protocol-violation', `sent a different result for lease ${redactToken(lease.token)}, which had already ended (${lease.state})`);
+      return err('LEASE_UNKNOWN', `lease ${redactToken(msg.leaseToken)} already ended (${lease.state}); a result is accepted once per lease`);
     }
+    if (lease.job.status !== 'queued' && lease.job.status !== 'running') return err('JOB_CANCELLED', `this shard's job is ${lease.job.status}; drop this shard`);
     if (lease.shardState === 'verified') return err('LEASE_EXPIRED', `shard ${msg.shardId} was already completed by another contributor`);
-    if (this.unverifiableTokens.has(lease.token)) return err('LEASE_EXPIRED', `lease ${msg.leaseToken} was withdrawn: its result could not be verified and the shard was queued again`);
-    if (lease.state === 'superseded' || lease.state === 'cancelled') return err('LEASE_EXPIRED', `lease ${msg.leaseToken} was withdrawn (${lease.state})`);
-    if (!lease.a || !lease.b) return err('JOB_CANCELLED', `job ${lease.job.id} has ended`);
-    const live: LiveLease = { ...lease, a: lease.a, b: lease.b };
+    if (this.unverifiableTokens.has(lease.token)) return err('LEASE_EXPIRED', `lease ${redactToken(msg.leaseToken)} was withdrawn: its result could not be verified and the shard was queued again`);
+    if (lease.state === 'superseded' || lease.state === 'cancelled') return err('LEASE_EXPIRED', `lease ${redactToken(msg.leaseToken)} was withdrawn (${lease.state})`);
+    if (!lease.a || !lease.b) return err('JOB_CANCELLED', `this shard's job has ended; drop this shard`);
+    const live: LiveLease = { ...lease, a: lease.a, b: lease.b, ...(session.network ? { senderNetwork: session.network } : {}) };
     const tile = asFloat32(msg.c);
     if (!tile || tile.length !== lease.rows * lease.cols) {
       const message = `tile must be ${lease.rows}×${lease.cols} float32 (${lease.rows * lease.cols * 4} bytes), got ${msg.c.byteLength} bytes`;
       await this.reject(session, lease, 'protocol-violation', message);
-      return err('SHAPE_MISMATCH', message);
+      return this.remember(lease.token, digest, err('SHAPE_MISMATCH', message));
     }
     this.deps.metrics.shardsReturned.inc({ job_type: lease.job.type });
     const method = lease.job.hidden ? 'canary' : lease.job.verification;
@@ -88,7 +112,12 @@ export class ResultIntake {
     } finally {
       endTimer();
     }
-    return this.apply(session, live, tile, verdict);
+    return this.remember(lease.token, digest, await this.apply(session, live, tile, verdict));
+  }
+
+  private async remember(token: string, digest: string, reply: ResultReply): Promise<ResultReply> {
+    await this.deps.store.rememberReply(token, digest, JSON.stringify(reply));
+    return reply;
   }
 
   /**
@@ -110,7 +139,7 @@ export class ResultIntake {
     if (n >= MAX_UNVERIFIABLE && !lease.job.hidden) {
       this.unverifiable.delete(lease.job.id);
       await this.deps.finisher.fail(lease.job.id, unverifiableReason(e, n, this.deps.verifyTaskSeconds));
-      return err('JOB_CANCELLED', `job ${lease.job.id} failed: its results cannot be verified; drop this shard`);
+      return err('JOB_CANCELLED', `this shard's job failed: its results cannot be verified; drop this shard`);
     }
     return err('LEASE_EXPIRED', `the coordinator could not verify this result (${e.reason}); the shard was queued again at no cost to you: drop it`);
   }
@@ -137,16 +166,18 @@ export class ResultIntake {
     const { store, trust } = this.deps;
     if (verdict.kind === 'reject') {
       await this.reject(session, lease, lease.job.hidden ? 'canary-failed' : 'rejected', verdict.message);
-      return err(verdict.code, verdict.message);
+      if (verdict.confirmed) await this.assembleParked(verdict.confirmed, 'confirmed by the coordinator in a dispute');
+      return err(verdict.code, REJECTED_MESSAGE);
     }
     if (verdict.kind === 'unrepresentable') {
       // An honest result of a job that cannot be done: the job fails, the sender keeps its standing.
       this.deps.log.warn({ jobId: lease.job.id, shardId: lease.shardId, contributorId: session.contributorId, reason: verdict.message }, 'job cannot be represented in float32');
       if (lease.job.hidden) await this.deps.finisher.retireCanary(lease.job.id);
       else await this.deps.finisher.fail(lease.job.id, verdict.message);
-      return err('JOB_CANCELLED', `job ${lease.job.id} failed: its exact result overflows float32; drop this shard`);
+      return err('JOB_CANCELLED', `this shard's job failed: its exact result overflows float32; drop this shard`);
     }
     if (verdict.kind === 'pending') {
+      for (const id of verdict.outvoted ?? []) await trust.record(id, 'rejected', `outvoted on ${lease.shardId}`);
       this.deps.onRequeued(1);
       return { ok: true, status: 'pending' };
     }
@@ -157,7 +188,7 @@ export class ResultIntake {
     const accepted = await store.acceptResult(lease.token, Date.now(), flops, verdict.agreed ?? []);
     if (!accepted.accepted) {
       if (accepted.reason === 'ALREADY_VERIFIED') return err('LEASE_EXPIRED', `shard ${lease.shardId} was already completed by another contributor`);
-      return err('JOB_CANCELLED', `job ${lease.job.id} is no longer running`);
+      return err('JOB_CANCELLED', `this shard's job is no longer running; drop this shard`);
     }
     this.deps.onVerified(session.sessionId, flops, Date.now() - lease.grantedAt);
     if (!lease.job.hidden) this.deps.metrics.shardsVerified.inc({ job_type: lease.job.type });
@@ -165,8 +196,10 @@ export class ResultIntake {
       { jobId: lease.job.id, shardId: lease.shardId, contributorId: session.contributorId, ms: Date.now() - lease.grantedAt, gflop: flops / 1e9, canary: lease.job.hidden },
       'result verified',
     );
-    await trust.record(session.contributorId, lease.job.hidden ? 'canary-passed' : 'verified', lease.shardId);
-    for (const id of verdict.agreed ?? []) await trust.record(id, 'verified', `replica of ${lease.shardId}`);
+    const work = { flops, jobId: lease.job.id, now: Date.now() };
+    if (lease.job.hidden) await trust.record(session.contributorId, 'canary-passed', lease.shardId);
+    else await trust.record(session.contributorId, 'verified', lease.shardId, work);
+    for (const id of verdict.agreed ?? []) await trust.record(id, 'verified', `replica of ${lease.shardId}`, work);
     for (const id of verdict.outvoted ?? []) await trust.record(id, 'rejected', `outvoted on ${lease.shardId}`);
     if (lease.job.hidden) await this.deps.finisher.retireCanary(lease.job.id);
     else if (accepted.jobVerified) {
@@ -174,6 +207,42 @@ export class ResultIntake {
       if (job) await this.deps.finisher.complete(job);
     }
     return { ok: true, status: 'verified' };
+  }
+  /**
+   * Replicated matmul jobs whose requester allowed it (replicaWait): a parked
+   * tile that has waited that long for an independent second opinion is
+   * assembled on its own Freivalds check, which it passed when it arrived.
+   * Returns how many tiles were assembled.
+   */
+  async settleOverdueReplicas(now: number): Promise<number> {
+    let settled = 0;
+    for (const p of await this.deps.store.parkedOlderThan(now)) {
+      if (await this.assembleParked(p, `Freivalds' check only, after waiting ${Math.round((now - p.createdAt) / 1000)} s for a replica`, 'matmul')) settled++;
+    }
+    return settled;
+  }
+
+  /** Assembles a parked result on its own (its check is `why`); false when it is gone or its shard was settled meanwhile. */
+  private async assembleParked(p: PendingResult, why: string, onlyType?: JobType): Promise<boolean> {
+    const { store, trust, results, log } = this.deps;
+    const lease = await store.findLease(p.token);
+    if (!lease || (onlyType && lease.job.type !== onlyType) || lease.shardState === 'verified') return false;
+    const tile = await this.deps.blobs.readFloat32(p.sha256).catch(() => undefined);
+    if (!tile) return false; // dropped meanwhile (its shard was settled, or its sender banned)
+    const now = Date.now();
+    await results.writeTile(lease.job.id, lease.job.m, lease.job.n, { row0: lease.row0, col0: lease.col0, rows: lease.rows, cols: lease.cols, data: tile });
+    const flops = shardFlops({ rows: lease.rows, cols: lease.cols, k: lease.job.k });
+    const accepted = await store.acceptResult(p.token, now, flops);
+    if (!accepted.accepted) return false;
+    for (const sha of await store.dropPendingResults({ shardId: lease.shardId })) await this.deps.blobs.delete(sha);
+    this.deps.metrics.shardsVerified.inc({ job_type: lease.job.type });
+    log.info({ jobId: lease.job.id, shardId: lease.shardId, contributorId: p.contributorId, parkedMs: now - p.createdAt, why }, 'parked result assembled');
+    await trust.record(p.contributorId, 'verified', `${lease.shardId} (${why})`, { flops, jobId: lease.job.id, now });
+    if (accepted.jobVerified) {
+      const job = await store.getJob(lease.job.id);
+      if (job) await this.deps.finisher.complete(job);
+    }
+    return true;
   }
 }
 

@@ -103,5 +103,39 @@ export function inferenceReplicaRules(jobs: InferenceJobs, panels: PanelCache, p
       const spec = await jobs.spec(lease.job.id);
       return pool.run('inferenceReplicas', { outputs: spec.outputs, tolerance: spec.tolerance, x, y, rows: lease.rows, width: lease.cols }, 4 * x.length);
     },
+    async arbitrate(lease, mine, theirs) {
+      const spec = await jobs.spec(lease.job.id);
+      const differ = await disputedSamples(pool, spec, lease, mine, theirs);
+      const checked = differ.slice(0, DISPUTED_SAMPLES_CHECKED);
+      const [m, t] = await Promise.all([recompute(panels, pool, spec, lease, mine, checked), recompute(panels, pool, spec, lease, theirs, checked)]);
+      return { mineOk: m.kind === 'ok', theirsOk: t.kind === 'ok', allChecked: checked.length === differ.length };
+    },
   };
+}
+
+/** Samples the coordinator recomputes to settle a dispute between two replicas. */
+export const DISPUTED_SAMPLES_CHECKED = 8;
+
+/**
+ * The samples where two replicas disagree, in random order (the first
+ * DISPUTED_SAMPLES_CHECKED are checked, so neither sender can steer which).
+ */
+async function disputedSamples(pool: WorkerPool, spec: InferenceSpec, lease: LiveLease, x: Float32Array, y: Float32Array): Promise<number[]> {
+  const w = lease.cols;
+  const differ: number[] = [];
+  await Promise.all(
+    Array.from({ length: lease.rows }, async (_, r) => {
+      const same = await pool.run(
+        'inferenceReplicas',
+        { outputs: spec.outputs, tolerance: spec.tolerance, x: x.slice(r * w, (r + 1) * w), y: y.slice(r * w, (r + 1) * w), rows: 1, width: w },
+        4 * w,
+      );
+      if (!same) differ.push(r);
+    }),
+  );
+  for (let i = differ.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [differ[i], differ[j]] = [differ[j]!, differ[i]!];
+  }
+  return differ;
 }
