@@ -79,6 +79,14 @@ export class TrustKeeper {
     this.cache.set(contributorId, { rec: next, at: Date.now() });
     if (next.strikes > before.strikes) this.deps.log.warn({ contributorId, event, detail, strikes: next.strikes, status: next.status }, 'strike');
     if (next.status === 'banned') await this.ban(contributorId, `${event}: ${detail}`);
+    else if (event === 'rejected' || event === 'canary-failed') {
+      // Caught once is enough to doubt what a sampled check let through: those shards are computed again.
+      const recompute = await this.deps.store.requeueUnconfirmed(contributorId, Date.now());
+      if (recompute > 0) {
+        this.deps.log.warn({ contributorId, shardsToRecompute: recompute }, 'caught: its unconfirmed shards are queued again');
+        this.deps.onRequeued(recompute);
+      }
+    }
     return next;
   }
 

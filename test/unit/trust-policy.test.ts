@@ -201,6 +201,38 @@ describe('identities and bans on the store', () => {
   });
 });
 
+describe('a caught contributor', () => {
+  it('has the inference shards a sampled check accepted from it computed again, at its first failed check', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tessera-trust-'));
+    const store = new SqliteStore(join(dir, 'db.sqlite'));
+    try {
+      let requeued = 0;
+      const keeper = new TrustKeeper({ store, blobs: new LocalBlobStore(join(dir, 'blobs')), log: createLogger('silent'), onBanned: () => undefined, onRequeued: (n) => (requeued += n) });
+      await store.registerContributor({ id: 'c', tokenHash: 'h', kind: 'agent', adapter: '{}', now: NOW });
+      const shards = [0, 1, 2].map((i) => ({ id: `s${i}`, idx: i, rowPanel: i, colPanel: 0, row0: i * 4, col0: 0, rows: 4, cols: 2 }));
+      const panels = [...shards.map((_, i) => ({ side: 'a' as const, idx: i, sha256: `in${i}`, bytes: 64 })), { side: 'b' as const, idx: 0, sha256: 'model', bytes: 64 }];
+      await store.createJob({ id: 'inf', type: 'inference', owner: null, priority: 0, verification: 'recompute', m: 12, k: 1, n: 2, tileRows: 4, tileCols: 2, panels, shards, now: NOW });
+      const grant = () => store.grantLeases({ contributorId: 'c', sessionId: 's', max: 1, now: NOW, leaseMsFor: () => 60_000, maxPanelBytes: 1 << 20, maxActivePerSession: 8, speculateAfterMs: Infinity, jobTypes: ['inference'] });
+      const [l1] = await grant();
+      const [l2] = await grant();
+      await store.acceptResult(l1!.token, NOW + 1, 16);
+      await store.acceptResult(l2!.token, NOW + 2, 16);
+      expect(await store.getJob('inf')).toMatchObject({ verifiedShards: 2 });
+      await keeper.record('c', 'rejected', 'failed a recompute on its third shard');
+      expect(requeued).toBe(2);
+      expect(await store.getJob('inf')).toMatchObject({ verifiedShards: 0 });
+      expect((await store.findLease(l1!.token))!.shardState).toBe('queued');
+      // A protocol slip is a strike, but says nothing about its results.
+      await store.acceptResult((await grant())[0]!.token, NOW + 3, 16);
+      await keeper.record('c', 'protocol-violation', 'a wrong size');
+      expect(await store.getJob('inf')).toMatchObject({ verifiedShards: 1 });
+    } finally {
+      store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('token bucket', () => {
   it('allows a burst, then the refill rate', () => {
     let t = 0;
