@@ -31,6 +31,7 @@ const EnvSchema = z.object({
   TESSERA_TILES_FOLLOW_KERNELS: z.enum(['on', 'off']).default('on'),
   TESSERA_INFERENCE_SHARD_SECONDS: z.coerce.number().positive().max(3600).default(2),
   TESSERA_INFERENCE_CHECKS: int(1, 1),
+  TESSERA_MODEL_AFFINITY_MS: int(3_000, 0),
   // 0: one verification thread per core (os.availableParallelism()).
   TESSERA_VERIFY_THREADS: int(0, 0).pipe(z.number().max(256)),
   TESSERA_VERIFY_TASK_SECONDS: z.coerce.number().positive().max(3600).default(30),
@@ -86,6 +87,8 @@ export interface Config {
   inferenceShardSeconds: number;
   /** Samples of each inference shard the coordinator recomputes on its CPU to verify it. */
   inferenceChecks: number;
+  /** For this long after an inference job is queued, an idle contributor holding its model goes first. */
+  modelAffinityMs: number;
   /** Worker threads that verify results (and do other heavy work) off the event loop. */
   verifyThreads: number;
   /** Longest one verification task may run on its thread; past it the shard is requeued without a strike. */
@@ -158,6 +161,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     tilesFollowKernels: e.TESSERA_TILES_FOLLOW_KERNELS === 'on',
     inferenceShardSeconds: e.TESSERA_INFERENCE_SHARD_SECONDS,
     inferenceChecks: e.TESSERA_INFERENCE_CHECKS,
+    modelAffinityMs: e.TESSERA_MODEL_AFFINITY_MS,
     verifyThreads: e.TESSERA_VERIFY_THREADS || availableParallelism(),
     verifyTaskMs: e.TESSERA_VERIFY_TASK_SECONDS * 1000,
     panelCacheBytes: e.TESSERA_PANEL_CACHE_BYTES,

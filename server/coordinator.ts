@@ -134,6 +134,7 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
     metrics,
     maxLeasesPerSession: config.maxLeasesPerContributor,
     speculateAfterMs: config.speculateAfterMs,
+    modelAffinityMs: config.modelAffinityMs,
     log,
     notify: { workAvailable },
     blobUrls,

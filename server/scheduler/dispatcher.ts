@@ -114,8 +114,12 @@ export class Dispatcher {
     this.newModelJobs.set(jobId, { sha256: modelSha, queuedAt: Date.now() });
   }
 
-  /** New inference jobs this session should leave to others for now: it lacks the model and an online session has it. */
-  private deferredFor(models: Set<string>, now: number): string[] {
+  /**
+   * New inference jobs this session should leave to others for now: it lacks the model, and an
+   * online session that has it is free to take them (holds no lease). Holding the model decides
+   * the order, never who may work: once every holder is busy, a contributor without it gets shards.
+   */
+  private async deferredFor(models: Set<string>, now: number): Promise<string[]> {
     const window = this.deps.modelAffinityMs ?? DEFAULT_MODEL_AFFINITY_MS;
     const deferred: string[] = [];
     for (const [jobId, j] of this.newModelJobs) {
@@ -124,7 +128,9 @@ export class Dispatcher {
         continue;
       }
       // This session is not among the holders (it lacks the model), so any holder is another session.
-      if (!models.has(j.sha256) && (this.modelHolders.get(j.sha256)?.size ?? 0) > 0) deferred.push(jobId);
+      const holders = this.modelHolders.get(j.sha256);
+      if (models.has(j.sha256) || !holders || holders.size === 0) continue;
+      if ((await this.deps.store.sessionsWithoutLeases([...holders])).length > 0) deferred.push(jobId);
     }
     return deferred;
   }
@@ -164,7 +170,7 @@ export class Dispatcher {
       now,
       jobTypes: accepts.filter((t) => t !== 'benchmark'),
       heldBlobs: [...st.models],
-      deferJobs: this.deferredFor(st.models, now),
+      deferJobs: await this.deferredFor(st.models, now),
       maxPanelBytes,
       maxActivePerSession: this.deps.maxLeasesPerSession,
       ...(session.network ? { network: session.network } : {}),

@@ -663,6 +663,12 @@ export class PostgresStore implements Store {
     });
   }
 
+  async sessionsWithoutLeases(sessionIds: readonly string[]): Promise<string[]> {
+    const rows = await this.rows<{ session_id: string }>(this.pool, `SELECT DISTINCT session_id FROM leases WHERE state = 'active' AND session_id = ANY($1::text[])`, [sessionIds]);
+    const busy = new Set(rows.map((r) => r.session_id));
+    return sessionIds.filter((id) => !busy.has(id));
+  }
+
   async rememberReply(token: string, digest: string, reply: string): Promise<void> {
     await this.pool.query(`UPDATE leases SET result_digest = $1, result_reply = $2 WHERE token = $3`, [digest, reply, token]);
   }

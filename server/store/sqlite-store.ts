@@ -572,6 +572,15 @@ export class SqliteStore implements Store {
       .immediate();
   }
 
+  async sessionsWithoutLeases(sessionIds: readonly string[]): Promise<string[]> {
+    const busy = new Set(
+      (this.stmt(`SELECT DISTINCT session_id FROM leases WHERE state = 'active' AND session_id IN (SELECT value FROM json_each(?))`).all(JSON.stringify(sessionIds)) as { session_id: string }[]).map(
+        (r) => r.session_id,
+      ),
+    );
+    return sessionIds.filter((id) => !busy.has(id));
+  }
+
   async rememberReply(token: string, digest: string, reply: string): Promise<void> {
     this.stmt(`UPDATE leases SET result_digest = ?, result_reply = ? WHERE token = ?`).run(digest, reply, token);
   }

@@ -362,6 +362,8 @@ export interface Store {
    * them before the job assembles. Returns the shards requeued.
    */
   requeueUnconfirmed(contributorId: string, now: number): Promise<number>;
+  /** Those of these sessions that hold no active lease. */
+  sessionsWithoutLeases(sessionIds: readonly string[]): Promise<string[]>;
   /** Records the digest of the first result sent for a lease and the reply it got, so a re-send gets the same reply. */
   rememberReply(token: string, digest: string, reply: string): Promise<void>;
   /** Drops parked results (of a shard, or of a banned contributor); returns blobs no longer referenced. */

@@ -129,4 +129,21 @@ describe('inference jobs', () => {
     expect(holder.modelDownloads).toHaveLength(1);
     expect((await getJob(h.coord.url, second.id)).progress.verified).toBe(2);
   });
+
+  it('lets holding the model decide the order, not who may work: with every holder busy, a contributor without it gets shards at once', async () => {
+    // An affinity window far longer than the test: only a busy holder can explain the newcomer's shards.
+    await h.start({ targetTiles: 4, modelAffinityMs: 600_000 });
+    const probe = await submit(mlpModel(), { x: randomTensor([40, 16], 9) });
+    await fetch(`${h.coord.url}/api/v1/jobs/${probe.id}`, { method: 'DELETE', headers: authHeaders(h.coord.url) });
+    // It holds the model, takes a shard and sits on it.
+    const holder = await h.spawn({ kind: 'silent' }, { inference: true, models: [probe.inference!.model.sha256] });
+    const newcomer = await h.spawn({ kind: 'honest' }, { inference: true });
+    const job = await submit(mlpModel(), { x: randomTensor([40, 16], 10) });
+    const end = Date.now() + 20_000;
+    while (newcomer.inferenceLeases.filter((l) => l.jobId === job.id).length < job.progress.total - holder.inferenceLeases.length && Date.now() < end) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(holder.inferenceLeases.length).toBeGreaterThan(0);
+    expect(newcomer.inferenceLeases.filter((l) => l.jobId === job.id).length).toBe(job.progress.total - holder.inferenceLeases.length);
+  });
 });

@@ -388,6 +388,8 @@ function storeContract(engine: string, open: () => Promise<Opened>): void {
       expect((await store.findLease(i2.token))!.shardState).toBe('leased');
       expect(await store.requeueUnconfirmed('c4', NOW + 3)).toBe(0);
       expect(await store.requeueUnconfirmed('c1', NOW + 3)).toBe(0); // matmul tiles were checked on their own
+      // s4 and s2 hold active leases (i2, `same`); s1's only lease was returned.
+      expect(await store.sessionsWithoutLeases(['s4', 's2', 'nobody', 's1'])).toEqual(['nobody', 's1']);
     });
 
     it('keeps job specs and leases by job type, held model blobs and deferred jobs', async () => {
