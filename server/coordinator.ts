@@ -29,6 +29,7 @@ import { InferenceJobs, InferenceVerifier, inferenceReplicaRules } from './verif
 import { WorkerPool } from './workers/pool';
 import { ResultIntake } from './scheduler/result-intake';
 import { CanaryPool } from './trust/canary-pool';
+import { InferenceCanaries } from './trust/inference-canaries';
 import { TrustKeeper } from './trust/trust-keeper';
 import { PanelCache } from './verify/panel-cache';
 import { BlobCapability, loadBlobKey } from './http/blob-capability';
@@ -128,7 +129,7 @@ export async function startCoordinator(config: Config, log: Logger = createLogge
     store,
     trust,
     benchmarks,
-    ...(canaries ? { canaries } : {}),
+    ...(canaries ? { canaries, inferenceCanaries: new InferenceCanaries(store, blobs) } : {}),
     policy: { baseMs: config.leaseBaseMs, ...DEFAULT_LEASE_POLICY },
     sweepMs: config.leaseSweepMs,
     metrics,

@@ -3,6 +3,7 @@ import type { BenchmarkService } from '../benchmarks/benchmark-service';
 import type { Logger } from '../logger';
 import type { GrantedLease, ShardWork, Store } from '../store/store';
 import type { CanaryPool } from '../trust/canary-pool';
+import type { InferenceCanaries } from '../trust/inference-canaries';
 import type { TrustKeeper } from '../trust/trust-keeper';
 import type { Metrics } from '../metrics/metrics';
 import type { KernelTuning } from '../../shared/matmul-configs';
@@ -41,6 +42,8 @@ export interface DispatcherDeps {
   trust: TrustKeeper;
   /** Absent when canaries are switched off. */
   canaries?: CanaryPool;
+  /** Makes inference canaries (with `canaries`). */
+  inferenceCanaries?: InferenceCanaries;
   policy: LeasePolicy;
   sweepMs: number;
   metrics: Metrics;
@@ -212,16 +215,27 @@ export class Dispatcher {
     req: { maxPanelBytes: number; leaseMsFor: (work: ShardWork) => number },
   ): Promise<{ lease: Lease; replaces?: string } | undefined> {
     const pool = this.deps.canaries;
-    const host = granted.findLast((g) => g.jobType === 'matmul');
-    if (!pool || !host) return undefined;
-    const shape = { rows: host.rows, cols: host.cols, k: host.k };
-    pool.observe(shape);
-    if (!(Math.random() < rate)) return undefined;
-    const prepared = pool.take(shape);
-    if (!prepared) return undefined;
-    const lease = await this.deps.store.leaseShard(prepared.shardId, { contributorId: session.contributorId, sessionId: session.sessionId, now: Date.now(), ...req });
+    if (!pool) return undefined;
+    const host = granted.findLast((g) => g.jobType === 'matmul') ?? granted.findLast((g) => g.jobType === 'inference');
+    if (!host) return undefined;
+    let shardId: string | undefined;
+    if (host.jobType === 'matmul') {
+      const shape = { rows: host.rows, cols: host.cols, k: host.k };
+      pool.observe(shape);
+      if (!(Math.random() < rate)) return undefined;
+      shardId = pool.take(shape)?.shardId;
+    } else {
+      // Inference canaries are cut from the job's own samples when one is due: nothing to prepare.
+      if (!(Math.random() < rate)) return undefined;
+      shardId = await this.deps.inferenceCanaries?.make(host).catch((err: unknown) => {
+        this.deps.log.warn({ err, jobId: host.jobId }, 'could not make an inference canary');
+        return undefined;
+      });
+    }
+    if (!shardId) return undefined;
+    const lease = await this.deps.store.leaseShard(shardId, { contributorId: session.contributorId, sessionId: session.sessionId, now: Date.now(), ...req });
     if (!lease) return undefined;
-    this.deps.metrics.shardsLeased.inc({ job_type: 'matmul' });
+    this.deps.metrics.shardsLeased.inc({ job_type: host.jobType });
     let replaces: string | undefined;
     if (granted.length >= max && (await this.deps.store.releaseLease(host.token, session.sessionId, Date.now()))) {
       replaces = host.shardId;

@@ -131,7 +131,8 @@ export class ResultIntake {
     log.warn({ jobId: lease.job.id, shardId: lease.shardId, contributorId: session.contributorId, reason: e.reason, err: e.message }, 'result could not be verified; shard requeued');
     this.unverifiableTokens.add(lease.token);
     if (this.unverifiableTokens.size > UNVERIFIABLE_TOKENS_KEPT) this.unverifiableTokens.delete(this.unverifiableTokens.values().next().value!);
-    if (await store.releaseLease(lease.token, lease.sessionId, Date.now())) this.deps.onRequeued(1);
+    if (lease.job.hidden) await this.deps.finisher.retireCanary(lease.job.id); // never handed out twice
+    else if (await store.releaseLease(lease.token, lease.sessionId, Date.now())) this.deps.onRequeued(1);
     const counts = e.reason === 'timeout' || e.reason === 'failed';
     const n = counts ? (this.unverifiable.get(lease.job.id) ?? 0) + 1 : 0;
     if (counts) this.unverifiable.set(lease.job.id, n);
@@ -146,7 +147,8 @@ export class ResultIntake {
 
   private verifierFor(lease: LeaseLookup): ResultVerifier {
     const v = this.deps.verifiers;
-    if (lease.job.hidden) return v.canary;
+    // An inference canary's known answer is the coordinator's own: every one of its samples is recomputed.
+    if (lease.job.hidden) return lease.job.type === 'inference' ? v.inference : v.canary;
     if (lease.job.type === 'inference') return lease.job.verification === 'replication' ? v.inferenceReplication : v.inference;
     return lease.job.verification === 'replication' ? v.replication : v.freivalds;
   }

@@ -56,4 +56,34 @@ describe('inference checks per shard', () => {
     expect((await standing(second.contributorId)).strikes).toBe(0);
     expect((await standing(liar.contributorId)).strikes).toBeGreaterThan(0);
   });
+
+  it('sends canaries to inference-only contributors, dressed as shards of the job they work on, and catches one altered sample in them', async () => {
+    await h.start({ canaries: true, targetTiles: 40 });
+    const honest = await h.spawn({ kind: 'honest' }, { inference: true });
+    const x = randomTensor([160, 16], 31);
+    const job = (await (await postInference(h.coord.url, mlpModel(), { x }, { checks: '1' })).json()) as JobView;
+    expect((await waitForJob(h.coord.url, job.id, 60_000)).status).toBe('completed');
+    const canaries = [];
+    for (const l of honest.inferenceLeases) {
+      const found = await h.coord.store.findLease(l.leaseToken);
+      if (found?.job.hidden) canaries.push({ l, found });
+    }
+    expect(canaries.length).toBeGreaterThan(0);
+    for (const { l, found } of canaries) {
+      expect(found.job.type).toBe('inference');
+      expect(l.jobId).toBe(job.id); // the real job's id, not the canary's
+      expect(l.rows).toBe(job.inference!.samplesPerShard);
+      expect(l.model.sha256).toBe(job.inference!.model.sha256);
+    }
+    expect((await h.coord.store.getContributor(honest.contributorId))!.trust).toMatchObject({ strikes: 0 });
+    expect((await h.coord.store.getContributor(honest.contributorId))!.trust.canariesPassed).toBeGreaterThan(0);
+
+    // One altered sample per shard: recompute of one sample in four lets most through, a canary checks them all.
+    const liar = await h.spawn({ kind: 'flip-one' }, { inference: true });
+    for (let round = 0; round < 5 && (await h.coord.store.getContributor(liar.contributorId))!.trust.canariesFailed === 0; round++) {
+      const next = (await (await postInference(h.coord.url, mlpModel(), { x }, { checks: '1' })).json()) as JobView;
+      expect((await waitForJob(h.coord.url, next.id, 60_000)).status).toBe('completed');
+    }
+    expect((await h.coord.store.getContributor(liar.contributorId))!.trust.canariesFailed).toBeGreaterThan(0);
+  });
 });
