@@ -24,6 +24,7 @@ export interface ChromiumRow {
 const SHAPES = [
   { m: 64, k: 256, n: 64 },
   { m: 128, k: 2048, n: 128 },
+  { m: 128, k: 4096, n: 128 },
 ];
 
 export async function runChromiumKernels(): Promise<ChromiumRow[] | string> {

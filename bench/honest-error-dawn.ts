@@ -28,6 +28,7 @@ export interface DawnRow extends HonestStats {
 const SHAPES = [
   { rows: 64, k: 256, cols: 64 },
   { rows: 128, k: 2048, cols: 128 },
+  { rows: 128, k: 4096, cols: 128 },
 ];
 const CLASSES: DataClass[] = ['uniform', 'positive', 'constant', 'heavy-tailed'];
 /** Rows whose error is measured in each result (every row is still checked). */
