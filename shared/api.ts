@@ -46,9 +46,17 @@ export const JobViewSchema = z
       .optional()
       .describe('verification=replication: the second opinions this job is waiting for'),
     fromBannedContributors: z
-      .object({ shards: z.number().int(), contributors: z.number().int() })
+      .object({
+        shards: z.number().int(),
+        contributors: z.number().int(),
+        regions: z
+          .array(z.object({ row0: z.number().int(), col0: z.number().int(), rows: z.number().int(), cols: z.number().int() }))
+          .describe('where those results sit in the result (rows row0… and columns col0…; inference: samples row0…), at most 1000'),
+      })
       .optional()
-      .describe('verified shards whose result came from a contributor banned since; each passed its own check when it was accepted (see verification)'),
+      .describe(
+        'verified shards whose result came from a contributor banned since. Each passed its own check when it was accepted (matmul: Freivalds, with its 2⁻²⁰ bound); while the job runs, those accepted on a sampled inference check are computed again. After the job ends its inputs are gone: to have these recomputed, submit those rows again',
+      ),
     inference: z
       .object({
         model: z.object({ sha256: z.string(), bytes: z.number().int(), opset: z.number().int(), nodes: z.number().int() }),

@@ -1,11 +1,11 @@
 import type { JobView } from '../../shared/api';
 import type { InferenceSpec } from '../../shared/inference-job';
-import type { JobRecord, Store } from '../store/store';
+import type { JobRecord, ShardRegion, Store } from '../store/store';
 
 /** What the store knows of a job's checks beyond its record: the second opinions it waits for, and results from contributors banned since. */
 export interface JobTrustFacts {
   awaiting?: { shards: number; oldest: number | null };
-  fromBanned?: { shards: number; contributors: number };
+  fromBanned?: { shards: number; contributors: number; regions: ShardRegion[] };
 }
 
 export async function jobTrustFacts(store: Store, job: JobRecord): Promise<JobTrustFacts> {

@@ -5,7 +5,7 @@ import type { JobStatus, JobType } from '../../shared/api';
 import { PROBATION_MS, type TrustRecord, type TrustStatus } from '../trust/reputation';
 import { migratePostgres } from './postgres-migrations';
 import { inTransaction, RETRYABLE_SQLSTATES } from '../storage/pg-transaction';
-import { quotaViolation } from './store';
+import { MAX_LISTED_REGIONS, quotaViolation } from './store';
 import type {
   AcceptOutcome,
   ApiKeyRecord,
@@ -27,6 +27,7 @@ import type {
   OwnerUsage,
   PanelRecord,
   PendingResult,
+  ShardRegion,
   ProfileChange,
   RejectOutcome,
   RevokedKey,
@@ -918,14 +919,24 @@ export class PostgresStore implements Store {
     );
   }
 
-  async shardsFromBanned(jobId: string): Promise<{ shards: number; contributors: number }> {
+  async shardsFromBanned(jobId: string): Promise<{ shards: number; contributors: number; regions: ShardRegion[] }> {
     const r = await this.row<{ shards: number; contributors: number }>(
       this.pool,
       `SELECT count(*)::int AS shards, count(DISTINCT s.verified_by)::int AS contributors FROM shards s JOIN contributors c ON c.id = s.verified_by
        WHERE s.job_id = $1 AND s.state = 'verified' AND c.status = 'banned'`,
       [jobId],
     );
-    return { shards: r?.shards ?? 0, contributors: r?.contributors ?? 0 };
+    const shards = r?.shards ?? 0;
+    const regions =
+      shards === 0
+        ? []
+        : await this.rows<ShardRegion>(
+            this.pool,
+            `SELECT s.row0, s.col0, s.rows, s.cols FROM shards s JOIN contributors c ON c.id = s.verified_by
+             WHERE s.job_id = $1 AND s.state = 'verified' AND c.status = 'banned' ORDER BY s.row0, s.col0 LIMIT $2`,
+            [jobId, MAX_LISTED_REGIONS],
+          );
+    return { shards, contributors: r?.contributors ?? 0, regions };
   }
 
   async pendingResults(shardId: string): Promise<PendingResult[]> {

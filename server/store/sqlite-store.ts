@@ -4,7 +4,7 @@ import type { Database, Statement } from 'better-sqlite3';
 import type { JobStatus, JobType } from '../../shared/api';
 import { PROBATION_MS, type TrustRecord, type TrustStatus } from '../trust/reputation';
 import { migrate } from './migrations';
-import { quotaViolation } from './store';
+import { MAX_LISTED_REGIONS, quotaViolation } from './store';
 import type {
   BenchmarkRunGrant,
   BenchmarkRunLookup,
@@ -28,6 +28,7 @@ import type {
   NewJob,
   PanelRecord,
   PendingResult,
+  ShardRegion,
   VerificationMethod,
   RejectOutcome,
   RevokedKey,
@@ -1054,11 +1055,19 @@ export class SqliteStore implements Store {
     ).all(now) as (PendingResult & { shardId: string })[];
   }
 
-  async shardsFromBanned(jobId: string): Promise<{ shards: number; contributors: number }> {
-    return this.stmt(
+  async shardsFromBanned(jobId: string): Promise<{ shards: number; contributors: number; regions: ShardRegion[] }> {
+    const counts = this.stmt(
       `SELECT count(*) AS shards, count(DISTINCT s.verified_by) AS contributors FROM shards s JOIN contributors c ON c.id = s.verified_by
        WHERE s.job_id = ? AND s.state = 'verified' AND c.status = 'banned'`,
     ).get(jobId) as { shards: number; contributors: number };
+    const regions =
+      counts.shards === 0
+        ? []
+        : (this.stmt(
+            `SELECT s.row0, s.col0, s.rows, s.cols FROM shards s JOIN contributors c ON c.id = s.verified_by
+             WHERE s.job_id = ? AND s.state = 'verified' AND c.status = 'banned' ORDER BY s.row0, s.col0 LIMIT ?`,
+          ).all(jobId, MAX_LISTED_REGIONS) as ShardRegion[]);
+    return { ...counts, regions };
   }
 
   async pendingResults(shardId: string): Promise<PendingResult[]> {

@@ -210,6 +210,17 @@ export interface LeaseLookup {
   answered?: { digest: string; reply: string };
 }
 
+/** Where a shard's result sits in its job's result: rows row0.. and columns col0.. (inference: samples row0..). */
+export interface ShardRegion {
+  row0: number;
+  col0: number;
+  rows: number;
+  cols: number;
+}
+
+/** Regions a job view lists at most. */
+export const MAX_LISTED_REGIONS = 1000;
+
 export interface PendingResult {
   token: string;
   contributorId: string;
@@ -354,8 +365,8 @@ export interface Store {
   awaitingReplicas(jobId: string): Promise<{ shards: number; oldest: number | null }>;
   /** Parked results of active jobs with a replica wait, older than it (oldest first, at most 100). */
   parkedOlderThan(now: number): Promise<(PendingResult & { shardId: string })[]>;
-  /** Verified shards of the job whose result came from a contributor that is banned now. */
-  shardsFromBanned(jobId: string): Promise<{ shards: number; contributors: number }>;
+  /** Verified shards of the job whose result came from a contributor that is banned now, and where they are (at most MAX_LISTED_REGIONS). */
+  shardsFromBanned(jobId: string): Promise<{ shards: number; contributors: number; regions: ShardRegion[] }>;
   /**
    * A contributor was caught: shards of active jobs it alone vouched for (accepted on a sampled
    * check — inference with verification=recompute) go back to the queue, so someone else computes

@@ -189,3 +189,20 @@ describe('what a contributor hears back', () => {
     expect(ref.length).toBe(job.shape.m * job.shape.n);
   });
 });
+
+describe('results from a contributor banned later', () => {
+  it('are listed in the job view, with where they sit in the result', async () => {
+    await h.start();
+    const sim = await h.spawn({ kind: 'honest' });
+    const { res } = await submit({}, 17, 128, 32, 128);
+    const job = (await res.json()) as JobView;
+    expect((await waitForJob(h.coord.url, job.id, 20_000)).status).toBe('completed');
+    expect((await view(job.id)).fromBannedContributors).toBeUndefined();
+    await h.coord.store.updateTrust(sim.contributorId, (r) => ({ ...r, status: 'banned', strikes: 3 }), 'caught elsewhere');
+    const after = await view(job.id);
+    expect(after.fromBannedContributors).toMatchObject({ shards: job.progress.total, contributors: 1 });
+    const regions = after.fromBannedContributors!.regions;
+    expect(regions).toHaveLength(job.progress.total);
+    expect(regions.reduce((s, r) => s + r.rows * r.cols, 0)).toBe(job.shape.m * job.shape.n);
+  });
+});

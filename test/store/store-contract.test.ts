@@ -371,9 +371,10 @@ function storeContract(engine: string, open: () => Promise<Opened>): void {
       await store.dropPendingResults({ shardId: l1.shardId });
       expect(await store.awaitingReplicas('j')).toEqual({ shards: 0, oldest: null });
       expect(await store.parkedOlderThan(NOW + 10_000)).toEqual([]);
-      expect(await store.shardsFromBanned('j')).toEqual({ shards: 0, contributors: 0 });
+      expect(await store.shardsFromBanned('j')).toEqual({ shards: 0, contributors: 0, regions: [] });
       await store.updateTrust('c1', (r) => ({ ...r, status: 'banned', strikes: 3 }), 'caught');
-      expect(await store.shardsFromBanned('j')).toEqual({ shards: 1, contributors: 1 });
+      const at = (await store.findLease(l1.token))!;
+      expect(await store.shardsFromBanned('j')).toEqual({ shards: 1, contributors: 1, regions: [{ row0: at.row0, col0: at.col0, rows: TILE, cols: TILE }] });
 
       // A caught contributor's inference shards accepted on a sampled check go back to the queue; the rest stay.
       await store.createJob({ ...matmulJob('inf', { rowPanels: 2, colPanels: 1 }), type: 'inference', verification: 'recompute' });
