@@ -11,7 +11,6 @@ import type { Submitter } from './dispatcher';
 import { shardFlops } from './lease-policy';
 import type { Metrics } from '../metrics/metrics';
 import { TaskUnavailable } from '../workers/pool';
-import { sha256Hex } from '../sha256';
 import { redactToken } from '../http/redact';
 
 export interface ResultIntakeDeps {
@@ -80,7 +79,7 @@ export class ResultIntake {
       await trust.record(session.contributorId, 'protocol-violation', `result for a lease it does not hold (shard ${redactToken(msg.shardId)})`);
       return err('LEASE_UNKNOWN', `you hold no lease ${redactToken(msg.leaseToken)} for shard ${msg.shardId}`);
     }
-    const digest = sha256Hex(msg.c instanceof ArrayBuffer ? new Uint8Array(msg.c) : msg.c);
+    const digest = await resultDigest(msg.c);
     // A reply lost on the way makes an honest contributor send the same bytes again: it hears the same verdict, at no cost.
     if (lease.answered?.digest === digest) return JSON.parse(lease.answered.reply) as ResultReply;
     // Before the job's status: a canary's job ends with its one result, and a reply naming that would give it away.
@@ -256,4 +255,14 @@ function unverifiableReason(e: TaskUnavailable, times: number, seconds: number):
     );
   }
   return `verifying this job's results failed ${times} times (last: ${e.message})`;
+}
+
+/**
+ * SHA-256 of a returned result, in hex: what tells a re-send of the same bytes from a different
+ * result. Web Crypto hashes on libuv's thread pool, so a 16 MiB tile does not hold the event loop
+ * for the tens of milliseconds createHash would.
+ */
+async function resultDigest(c: Uint8Array | ArrayBuffer): Promise<string> {
+  const digest = new Uint8Array(await globalThis.crypto.subtle.digest('SHA-256', c));
+  return Buffer.from(digest).toString('hex');
 }

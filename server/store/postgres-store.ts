@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import type { PoolClient, QueryResultRow } from 'pg';
 import type { JobStatus, JobType } from '../../shared/api';
-import { PROBATION_MS, type TrustRecord, type TrustStatus } from '../trust/reputation';
+import type { TrustRecord, TrustStatus } from '../trust/reputation';
+import { CONTRIBUTOR_PROBATION } from './probation-sql';
 import { migratePostgres } from './postgres-migrations';
 import { inTransaction, RETRYABLE_SQLSTATES } from '../storage/pg-transaction';
 import { MAX_LISTED_REGIONS, quotaViolation } from './store';
@@ -143,8 +144,6 @@ interface ContributorRow {
   probation: number;
 }
 
-/** A contributor row's probation: a ban on the network it was minted from, at most PROBATION_MS before it was minted, or any time after. */
-const CONTRIBUTOR_PROBATION = `(SELECT COUNT(*) FROM address_bans b WHERE b.prefix = c.address AND b.banned_at >= c.created_at - ${PROBATION_MS}) AS probation`;
 
 function toJob(r: JobRow): JobRecord {
   return {

@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import BetterSqlite3 from 'better-sqlite3';
 import type { Database, Statement } from 'better-sqlite3';
 import type { JobStatus, JobType } from '../../shared/api';
-import { PROBATION_MS, type TrustRecord, type TrustStatus } from '../trust/reputation';
+import type { TrustRecord, TrustStatus } from '../trust/reputation';
+import { CONTRIBUTOR_PROBATION } from './probation-sql';
 import { migrate } from './migrations';
 import { MAX_LISTED_REGIONS, quotaViolation } from './store';
 import type {
@@ -111,8 +112,6 @@ interface ContributorRow {
   probation: number;
 }
 
-/** A contributor row with its probation: a ban on the network it was minted from, at most PROBATION_MS before it was minted, or any time after. */
-const CONTRIBUTOR_PROBATION = `(SELECT COUNT(*) FROM address_bans b WHERE b.prefix = c.address AND b.banned_at >= c.created_at - ${PROBATION_MS}) AS probation`;
 
 function toTrust(r: ContributorRow): TrustRecord {
   return {
