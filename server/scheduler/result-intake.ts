@@ -11,6 +11,7 @@ import type { Submitter } from './dispatcher';
 import { shardFlops } from './lease-policy';
 import type { Metrics } from '../metrics/metrics';
 import { TaskUnavailable } from '../workers/pool';
+import { webcrypto } from 'node:crypto';
 import { redactToken } from '../http/redact';
 
 export interface ResultIntakeDeps {
@@ -263,6 +264,6 @@ function unverifiableReason(e: TaskUnavailable, times: number, seconds: number):
  * for the tens of milliseconds createHash would.
  */
 async function resultDigest(c: Uint8Array | ArrayBuffer): Promise<string> {
-  const digest = new Uint8Array(await globalThis.crypto.subtle.digest('SHA-256', c));
+  const digest = new Uint8Array(await webcrypto.subtle.digest('SHA-256', c));
   return Buffer.from(digest).toString('hex');
 }
